@@ -1,0 +1,388 @@
+"""What MoEClassifier and MoERegressor share: parameters, fitting, routing."""
+
+import time
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import MetaEstimatorMixin, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import check_cv
+from sklearn.utils import Bunch, check_random_state, get_tags
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._em import EMProblem, check_init_array, initial_responsibilities, run_em
+from ._experts import check_top_k, resolve_experts, seeded_clones
+from ._gates import SoftmaxGate
+from ._routing import routed_log_weights, rows_by_expert, top_k_mask
+from ._validation import check_enough_samples, check_missing_values, check_numeric_features
+from ._version import __version__
+from ._warnings import (
+    ExpertCollapseWarning,
+    ExpertFallbackWarning,
+    InconsistentVersionWarning,
+)
+
+_GATES = {"softmax": SoftmaxGate}
+
+
+class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
+    """Base class of the mixture-of-experts estimators; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "experts": [list, HasMethods(["fit"])],
+        "n_experts": [Interval(Integral, 1, None, closed="left"), None],
+        "top_k": [Interval(Integral, 1, None, closed="left"), None],
+        "training": [StrOptions({"em", "hard_em"})],
+        "gate": [StrOptions(set(_GATES)), HasMethods(["fit", "predict_log_proba"])],
+        "init": [StrOptions({"auto", "kmeans", "random", "uniform"}), "array-like"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "cv": ["cv_object"],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        experts,
+        *,
+        n_experts=None,
+        top_k=None,
+        training="em",
+        gate="softmax",
+        init="auto",
+        max_iter=20,
+        tol=1e-3,
+        n_init=1,
+        cv=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.experts = experts
+        self.n_experts = n_experts
+        self.top_k = top_k
+        self.training = training
+        self.gate = gate
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.cv = cv
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- nested parameters, as in StackingClassifier ------------------------
+
+    def get_params(self, deep=True):
+        """Get the parameters of the mixture and, with ``deep``, of its experts.
+
+        Experts given as ``(name, estimator)`` pairs are reached by name
+        (``lr__C``); a single template by ``experts__<param>``; the gate by
+        ``gate__<param>``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the experts' (and the gate's) own parameters.
+
+        Returns
+        -------
+        params : dict
+        """
+        return self._get_params("experts", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters of the mixture, of an expert (``lr__C``), or replace one.
+
+        An expert given as a pair can be replaced by name (``lr=Ridge()``) or
+        removed with ``lr='drop'``.
+
+        Parameters
+        ----------
+        **params : dict
+
+        Returns
+        -------
+        self : estimator
+        """
+        self._set_params("experts", **params)
+        return self
+
+    @property
+    def named_experts(self):
+        """The unfitted experts by name (pairs only), as a :class:`~sklearn.utils.Bunch`."""
+        if isinstance(self.experts, list):
+            return Bunch(**dict(self.experts))
+        return Bunch()
+
+    # -- what subclasses provide -------------------------------------------
+
+    @property
+    @abstractmethod
+    def _expert_kind(self):
+        """``"classifier"`` or ``"regressor"``."""
+
+    @abstractmethod
+    def _prepare_target(self, y, sample_weight):
+        """Encode ``y``; return ``(y_for_experts, likelihood, y_scale)``."""
+
+    # -- fitting ------------------------------------------------------------
+
+    def _resolve_experts(self):
+        return resolve_experts(
+            self.experts, self.n_experts, kind=self._expert_kind, owner=self
+        )
+
+    @_fit_context(
+        # experts validate their own parameters when they are fitted
+        prefer_skip_nested_validation=False
+    )
+    def fit(self, X, y, sample_weight=None):
+        """Fit the gate and the experts by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric features (NaN only when every expert accepts it).
+        y : array-like of shape (n_samples,)
+            Target.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; they multiply the responsibilities in every
+            expert's refit and weight the gate's and the objective's sums.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        names, estimators = self._resolve_experts()
+        check_top_k(self.top_k, len(estimators))
+        check_numeric_features(X, self)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype=np.float64,
+            ensure_all_finite="allow-nan",
+            y_numeric=not is_classifier(self),
+        )
+        check_enough_samples(X.shape[0], self)
+        check_missing_values(X, names, estimators, self)
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        y_experts, likelihood, y_scale = self._prepare_target(y, sample_weight)
+        init = self._resolved_init(X.shape[0], len(estimators))
+        problem = EMProblem(
+            X=X,
+            y=y_experts,
+            sample_weight=sample_weight,
+            names=names,
+            likelihood=likelihood,
+            gate=self._gate_template(),
+            top_k=self.top_k,
+            hard=self.training == "hard_em",
+            max_iter=self.max_iter,
+            tol=self.tol,
+            cv_splits=self._cv_splits(X, y_experts),
+            y_scale=y_scale,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+        )
+        best = self._run_restarts(problem, estimators, init)
+        self._store_fit(best, names, likelihood, sample_weight)
+        return self
+
+    def _gate_template(self):
+        if isinstance(self.gate, str):
+            return _GATES[self.gate]()
+        return self.gate
+
+    def _resolved_init(self, n_samples, n_experts):
+        if isinstance(self.init, str):
+            if self.init != "auto":
+                return self.init
+            # Clones of one template start from k-means clusters, since from
+            # uniform responsibilities identical clones would stay identical.
+            # Different experts start level and let the data tell them apart.
+            return "uniform" if isinstance(self.experts, list) else "kmeans"
+        return check_init_array(self.init, n_samples, n_experts)
+
+    def _cv_splits(self, X, y):
+        if self.cv is None:
+            return None
+        splitter = check_cv(self.cv, y, classifier=is_classifier(self))
+        splits = [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(X, y)]
+        tested = np.zeros(X.shape[0], dtype=int)
+        for _, test in splits:
+            tested[test] += 1
+        if not np.all(tested == 1):
+            raise ValueError(
+                "cv must put every sample in exactly one test fold (as KFold and "
+                "StratifiedKFold do), since each sample's out-of-fold prediction "
+                "is its E-step likelihood."
+            )
+        return splits
+
+    def _run_restarts(self, problem, estimators, init):
+        random_state = check_random_state(self.random_state)
+        n_experts = len(estimators)
+        best = None
+        for restart in range(self.n_init):
+            tic = time.perf_counter()
+            if self.verbose:
+                print(f"Initialisation {restart + 1} of {self.n_init}")
+            templates = seeded_clones(estimators, random_state)
+            R = initial_responsibilities(
+                init, problem.X, problem.sample_weight, n_experts, random_state
+            )
+            result = run_em(problem, templates, R, random_state)
+            if self.verbose:
+                status = "converged" if result.converged else "did not converge"
+                print(
+                    f"Initialisation {restart + 1} {status} after {result.n_iter} "
+                    f"iterations, loss {result.loss:.6f}, "
+                    f"{time.perf_counter() - tic:.2f}s"
+                )
+            if best is None or result.loss < best.loss:
+                best = result
+        return best
+
+    def _store_fit(self, result, names, likelihood, sample_weight):
+        self.experts_ = result.experts
+        self.expert_names_ = list(names)
+        self.named_experts_ = Bunch(**dict(zip(names, result.experts)))
+        self.gate_ = result.gate
+        self.active_experts_ = result.active.copy()
+        self.expert_load_ = np.average(
+            result.responsibilities, axis=0, weights=sample_weight
+        )
+        self.loss_curve_ = list(result.loss_curve)
+        self.loss_ = result.loss
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self._likelihood = likelihood
+        self._noise = result.noise
+        self._warn_about(result)
+
+    def _warn_about(self, result):
+        for label, (count, failure) in result.failures.items():
+            warnings.warn(
+                f"Expert {label!r} could not be fitted on its share of the data in "
+                f"{count} EM refit(s); a weighted constant model stood in for it "
+                f"there. Last error: {failure}",
+                ExpertFallbackWarning,
+                stacklevel=3,
+            )
+        for iteration, name, action in result.collapse_events:
+            warnings.warn(
+                f"Expert {name!r} collapsed (almost no responsibility) at EM "
+                f"iteration {iteration + 1} and was {action}"
+                + (
+                    " on the samples the mixture explained worst."
+                    if action == "re-seeded"
+                    else ": the gate no longer routes to it."
+                ),
+                ExpertCollapseWarning,
+                stacklevel=3,
+            )
+        if not result.converged:
+            change = (
+                abs(result.loss_curve[-1] - result.loss_curve[-2])
+                if result.n_iter > 1
+                else float("nan")
+            )
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                f"EM iterations (last change of the loss {change:.2e} >= "
+                f"tol={self.tol}). Increase max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    # -- routing and prediction ---------------------------------------------
+
+    def _validate_X_predict(self, X):
+        check_is_fitted(self)
+        check_numeric_features(X, self)
+        X = validate_data(
+            self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False
+        )
+        check_missing_values(X, self.expert_names_, self.experts_, self)
+        return X
+
+    def _routing_weights(self, X):
+        log_gate = self.gate_.predict_log_proba(X)
+        log_gate[:, ~self.active_experts_] = -np.inf
+        mask = top_k_mask(log_gate, self.top_k)
+        return np.exp(routed_log_weights(log_gate, mask))
+
+    def gate_proba(self, X):
+        """Weight of each expert for each sample, as used in prediction.
+
+        With ``top_k=k`` each row keeps its k largest gate weights,
+        renormalised, and zero elsewhere; dropped experts get zero.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_experts)
+            Rows sum to one; columns follow ``expert_names_``.
+        """
+        return self._routing_weights(self._validate_X_predict(X))
+
+    def _routed_outputs(self, X):
+        """Yield ``(expert index, rows, weights of those rows, expert output)``.
+
+        Each expert is called only on the rows routed to it: with ``top_k=k``
+        the experts together see about ``k * n_samples`` rows, not
+        ``n_experts * n_samples``.
+        """
+        weights = self._routing_weights(X)
+        for j, rows in enumerate(rows_by_expert(weights > 0)):
+            if rows.size:
+                output = self._likelihood.expert_output(self.experts_[j], X[rows])
+                yield j, rows, weights[rows, j], output
+
+    # -- scikit-learn plumbing ----------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        try:
+            _, estimators = self._resolve_experts()
+            tags.input_tags.allow_nan = all(
+                get_tags(estimator).input_tags.allow_nan for estimator in estimators
+            )
+        except (TypeError, ValueError):
+            tags.input_tags.allow_nan = False
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_skmoe_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        version = state.pop("_skmoe_version", "unknown")
+        if version != __version__:
+            warnings.warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    current_version=__version__,
+                    original_version=version,
+                )
+            )
+        super().__setstate__(state)

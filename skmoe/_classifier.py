@@ -1,0 +1,225 @@
+"""MoEClassifier: a gated mixture of probabilistic classifiers."""
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+
+from ._base import BaseMixtureOfExperts
+from ._likelihood import ClassificationLikelihood
+
+
+class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
+    """Mixture-of-experts classifier: a learned gate routes each sample to experts.
+
+    The model is ``p(y | x) = sum_j g_j(x) p_j(y | x)``, with ``p_j`` the class
+    probabilities of expert ``j`` and ``g`` a gate over the experts (a linear
+    softmax by default). With ``top_k=k`` each sample keeps its k largest gate
+    weights (renormalised) and only those k experts are evaluated on it, in
+    training and in prediction.
+
+    Fitting is by expectation-maximisation: the E-step computes each expert's
+    responsibility for each sample, ``r_ij ~ g_j(x_i) p_j(y_i | x_i)``; the
+    M-step refits every expert with ``sample_weight = w_i * r_ij`` (on the rows
+    where that weight is not negligible) and the gate to the responsibilities.
+
+    Read more in the :ref:`User Guide <user_guide>` (``docs/user_guide.md``).
+
+    Parameters
+    ----------
+    experts : list of (str, estimator) or estimator
+        The experts: ``(name, classifier)`` pairs, as in ``StackingClassifier``
+        (an expert can be set to ``'drop'``), or one classifier cloned
+        ``n_experts`` times. Each must have ``predict_proba``; a classifier
+        without one can be wrapped in ``CalibratedClassifierCV``. An expert
+        whose ``fit`` has no ``sample_weight`` is trained on a weighted
+        resample of its share (drawn from ``random_state``); for a Pipeline
+        the weights go to its final step.
+    n_experts : int, default=None
+        Number of clones when ``experts`` is a single estimator; leave ``None``
+        with a list.
+    top_k : int, default=None
+        Route each sample to its ``top_k`` highest-weighted experts only;
+        ``None`` mixes all experts.
+    training : {"em", "hard_em"}, default="em"
+        ``"em"`` uses soft responsibilities; ``"hard_em"`` gives each sample
+        wholly to its most responsible expert (classification EM).
+    gate : "softmax" or gate object, default="softmax"
+        The gate: ``"softmax"`` is :class:`SoftmaxGate` with its defaults;
+        pass ``SoftmaxGate(C=...)`` to tune it (``gate__C`` in a grid search).
+    init : {"auto", "kmeans", "random", "uniform"} or array-like, default="auto"
+        Initial responsibilities. ``"kmeans"``: one expert per k-means cluster
+        of the standardised features; ``"random"``: flat Dirichlet per sample;
+        ``"uniform"``: every expert sees every sample equally; an array of
+        shape (n_samples, n_experts) is used as given. ``"auto"`` is
+        ``"kmeans"`` for clones of one template (uniform responsibilities
+        would leave identical clones identical) and ``"uniform"`` for a list
+        of experts.
+    max_iter : int, default=20
+        Most EM iterations per initialisation.
+    tol : float, default=1e-3
+        Stop when the mean per-sample negative log-likelihood changes by less
+        than ``tol`` between iterations.
+    n_init : int, default=1
+        Number of initialisations; the one with the lowest final loss is kept.
+    cv : int, cross-validation generator or iterable, default=None
+        When set, the E-step scores each sample with the out-of-fold
+        prediction of each expert, as ``StackingClassifier`` does. Use it with
+        high-capacity experts (deep trees, k-NN, large forests): in-sample
+        they fit their own rows almost perfectly, would claim every sample,
+        and the gate would learn nothing. It multiplies the cost of a refit
+        by the number of folds.
+    n_jobs : int, default=None
+        Experts (and folds) refitted in parallel through joblib. ``None`` is 1
+        unless in a ``joblib.parallel_backend`` context; -1 uses all cores.
+        Results do not depend on it.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, the experts' own ``random_state`` where it
+        is ``None``, and the resamples. An int makes every result repeatable.
+    verbose : int, default=0
+        Print the loss of every EM iteration when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    experts_ : list of estimator
+        Fitted experts, in the order of ``expert_names_`` (the gate's columns).
+        An expert that failed on its share in the last iteration is a
+        ``DummyClassifier`` there (and an ``ExpertFallbackWarning`` says so).
+    expert_names_ : list of str
+    named_experts_ : :class:`~sklearn.utils.Bunch`
+        Fitted experts by name.
+    gate_ : estimator
+        The fitted gate.
+    active_experts_ : ndarray of bool, shape (n_experts,)
+        False for an expert dropped after collapsing twice.
+    expert_load_ : ndarray of shape (n_experts,)
+        Share of the (weighted) training samples each expert is responsible
+        for, from the last E-step; sums to one.
+    loss_ : float
+        Final mean negative log-likelihood of the training data.
+    loss_curve_ : list of float
+        The loss after each EM iteration of the kept initialisation.
+    n_iter_ : int
+        EM iterations of the kept initialisation.
+    converged_ : bool
+        Whether the kept initialisation reached ``tol``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when X has feature names that are all strings.
+
+    See Also
+    --------
+    MoERegressor : The regression counterpart.
+    sklearn.ensemble.StackingClassifier : Learns how to combine the experts'
+        outputs, the same for every sample.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from skmoe import MoEClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> moe = MoEClassifier(
+    ...     experts=[("lr", make_pipeline(StandardScaler(), LogisticRegression())),
+    ...              ("tree", DecisionTreeClassifier(max_depth=3))],
+    ...     random_state=0,
+    ... ).fit(X, y)
+    >>> moe.predict_proba(X[:2]).round(3)
+    array([[1., 0.],
+           [1., 0.]])
+    >>> moe.gate_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    def __init__(
+        self,
+        experts,
+        *,
+        n_experts=None,
+        top_k=None,
+        training="em",
+        gate="softmax",
+        init="auto",
+        max_iter=20,
+        tol=1e-3,
+        n_init=1,
+        cv=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            experts,
+            n_experts=n_experts,
+            top_k=top_k,
+            training=training,
+            gate=gate,
+            init=init,
+            max_iter=max_iter,
+            tol=tol,
+            n_init=n_init,
+            cv=cv,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
+        )
+
+    _expert_kind = "classifier"
+
+    def _prepare_target(self, y, sample_weight):
+        check_classification_targets(y)
+        self._label_encoder = LabelEncoder().fit(y)
+        self.classes_ = self._label_encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in y; "
+                f"got only one class: {self.classes_[0]!r}."
+            )
+        y_encoded = self._label_encoder.transform(y)
+        return y_encoded, ClassificationLikelihood(len(self.classes_)), 1.0
+
+    def predict_proba(self, X):
+        """Mixture class probabilities, ``sum_j g_j(x) p_j(y | x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        X = self._validate_X_predict(X)
+        proba = np.zeros((X.shape[0], len(self.classes_)))
+        for _, rows, weights, output in self._routed_outputs(X):
+            proba[rows] += weights[:, None] * output
+        return proba
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Most probable class under the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags

@@ -1,0 +1,165 @@
+"""Gates: the models that map a sample to a point of the experts' simplex."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+
+def gate_features():
+    """The gate's own preprocessing: mean-impute, then standardise.
+
+    Imputation lets the gate route rows with missing values when every expert
+    accepts them; standardising makes the gate's L2 penalty and the k-means
+    initialisation blind to the units of each column. Both steps take sample
+    weights, so zero-weight rows have no effect.
+    """
+    return make_pipeline(
+        SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
+    )
+
+
+class SoftmaxGate(BaseEstimator):
+    """Linear softmax gate fitted to soft targets (responsibilities).
+
+    The gate gives ``g(x) = softmax(W^T z(x) + b)``, with ``z`` the standardised
+    (mean-imputed) features. Fitting minimises the weighted cross-entropy
+    between the gate and target responsibilities ``R`` (rows in the simplex)
+    plus an L2 penalty on ``W``, with the same scaling as
+    :class:`~sklearn.linear_model.LogisticRegression`::
+
+        C * sum_i w_i * (-sum_j R_ij log g_j(x_i)) + ||W||^2 / 2
+
+    It is solved by scipy's L-BFGS-B with the exact gradient, started from the
+    previous solution when refitted inside EM (a warm start).
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse strength of the L2 penalty, as in ``LogisticRegression``.
+    max_iter : int, default=100
+        Most L-BFGS iterations per fit.
+    tol : float, default=1e-6
+        Gradient tolerance of L-BFGS (``gtol``).
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features, n_experts)
+        Weights on the standardised features.
+    intercept_ : ndarray of shape (n_experts,)
+    n_experts_ : int
+    n_iter_ : int
+        L-BFGS iterations of the last fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmoe import SoftmaxGate
+    >>> X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> R = np.array([[1.0, 0.0], [0.9, 0.1], [0.1, 0.9], [0.0, 1.0]])
+    >>> gate = SoftmaxGate(C=10.0).fit(X, R)
+    >>> gate.predict_proba([[-3.0], [3.0]]).round(2)
+    array([[0.99, 0.01],
+           [0.01, 0.99]])
+    """
+
+    _parameter_constraints: dict = {
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, C=1.0, max_iter=100, tol=1e-6):
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, X, responsibilities, sample_weight=None, *, warm_start=False):
+        """Fit the gate to target responsibilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        responsibilities : array-like of shape (n_samples, n_experts)
+            Rows in the simplex: the soft targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+        warm_start : bool, default=False
+            Start from the current ``coef_`` and ``intercept_`` (used by EM,
+            where consecutive targets differ little).
+
+        Returns
+        -------
+        self : SoftmaxGate
+        """
+        self._validate_params()
+        R = np.asarray(responsibilities, dtype=np.float64)
+        n_samples, n_experts = R.shape
+        weights = (
+            np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight)
+        )
+        if not warm_start or not hasattr(self, "features_"):
+            self.features_ = gate_features()
+            self.features_.fit(X, standardscaler__sample_weight=weights)
+        Z = self.features_.transform(X)
+        n_features = Z.shape[1]
+
+        start = np.zeros((n_features + 1, n_experts))
+        if warm_start and getattr(self, "coef_", np.empty((0, 0))).shape == (
+            n_features,
+            n_experts,
+        ):
+            start[:-1] = self.coef_
+            start[-1] = self.intercept_
+
+        total = weights.sum()
+        scale = 1.0 / total if total > 0 else 1.0
+        penalty = scale / self.C
+        shape = start.shape
+
+        def loss_and_gradient(flat):
+            params = flat.reshape(shape)
+            coef, intercept = params[:-1], params[-1]
+            logits = Z @ coef + intercept
+            log_gate = log_softmax(logits, axis=1)
+            loss = -scale * np.sum(weights[:, None] * R * log_gate)
+            loss += 0.5 * penalty * np.sum(coef**2)
+            # d loss / d logits, using that each row of R sums to one.
+            residual = scale * weights[:, None] * (np.exp(log_gate) - R)
+            gradient = np.empty_like(params)
+            gradient[:-1] = Z.T @ residual + penalty * coef
+            gradient[-1] = residual.sum(axis=0)
+            return loss, gradient.ravel()
+
+        result = minimize(
+            loss_and_gradient,
+            start.ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter, "gtol": self.tol},
+        )
+        params = result.x.reshape(shape)
+        self.coef_ = params[:-1]
+        self.intercept_ = params[-1]
+        self.n_experts_ = n_experts
+        self.n_iter_ = int(result.nit)
+        return self
+
+    def decision_function(self, X):
+        """Gate logits, shape (n_samples, n_experts)."""
+        check_is_fitted(self)
+        return self.features_.transform(X) @ self.coef_ + self.intercept_
+
+    def predict_log_proba(self, X):
+        """Log gate weights, shape (n_samples, n_experts)."""
+        return log_softmax(self.decision_function(X), axis=1)
+
+    def predict_proba(self, X):
+        """Gate weights, shape (n_samples, n_experts); rows sum to one."""
+        return softmax(self.decision_function(X), axis=1)

@@ -1,0 +1,167 @@
+"""MoERegressor: a gated mixture of regressors with Gaussian noise."""
+
+import numpy as np
+from sklearn.base import RegressorMixin
+
+from ._base import BaseMixtureOfExperts
+from ._likelihood import GaussianLikelihood
+
+
+class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
+    """Mixture-of-experts regressor: a learned gate routes each sample to experts.
+
+    The model is ``p(y | x) = sum_j g_j(x) N(y; f_j(x), s_j^2)``: expert ``j``
+    predicts the mean ``f_j(x)`` and has a noise variance ``s_j^2``, its
+    weighted residual variance (at least a millionth of the target's
+    variance). :meth:`predict` gives the mixture mean; with
+    ``return_std=True`` also the mixture's standard deviation, which adds the
+    spread between the experts to their own noise.
+
+    Fitting is by expectation-maximisation, as in :class:`MoEClassifier`.
+
+    Parameters
+    ----------
+    experts : list of (str, estimator) or estimator
+        The experts: ``(name, regressor)`` pairs (an expert can be set to
+        ``'drop'``), or one regressor cloned ``n_experts`` times. An expert
+        whose ``fit`` has no ``sample_weight`` is trained on a weighted
+        resample of its share (drawn from ``random_state``); for a Pipeline
+        the weights go to its final step.
+    n_experts : int, default=None
+        Number of clones when ``experts`` is a single estimator.
+    top_k : int, default=None
+        Route each sample to its ``top_k`` highest-weighted experts only;
+        ``None`` mixes all experts.
+    training : {"em", "hard_em"}, default="em"
+        Soft responsibilities, or each sample wholly to its best expert.
+    gate : "softmax" or gate object, default="softmax"
+        ``"softmax"`` is :class:`SoftmaxGate` with its defaults.
+    init : {"auto", "kmeans", "random", "uniform"} or array-like, default="auto"
+        Initial responsibilities; ``"auto"`` is ``"kmeans"`` for clones of
+        one template and ``"uniform"`` for a list (see :class:`MoEClassifier`).
+    max_iter : int, default=20
+        Most EM iterations per initialisation.
+    tol : float, default=1e-3
+        Stop when the mean per-sample negative log-likelihood changes by less
+        than ``tol``.
+    n_init : int, default=1
+        Number of initialisations; the lowest final loss is kept.
+    cv : int, cross-validation generator or iterable, default=None
+        Score the E-step with out-of-fold predictions (for high-capacity
+        experts that fit their own rows exactly; see :class:`MoEClassifier`).
+    n_jobs : int, default=None
+        Experts (and folds) refitted in parallel; results do not depend on it.
+    random_state : int, RandomState instance or None, default=None
+        Makes every result repeatable when an int.
+    verbose : int, default=0
+        Print the loss of every EM iteration when positive.
+
+    Attributes
+    ----------
+    experts_ : list of estimator
+        Fitted experts, in the order of ``expert_names_``.
+    expert_names_ : list of str
+    named_experts_ : :class:`~sklearn.utils.Bunch`
+    gate_ : estimator
+    noise_variance_ : ndarray of shape (n_experts,)
+        Each expert's noise variance ``s_j^2``.
+    active_experts_ : ndarray of bool, shape (n_experts,)
+    expert_load_ : ndarray of shape (n_experts,)
+        Share of the training samples each expert is responsible for.
+    loss_ : float
+        Final mean negative log-likelihood of the training data.
+    loss_curve_ : list of float
+    n_iter_ : int
+    converged_ : bool
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    See Also
+    --------
+    MoEClassifier : The classification counterpart.
+    sklearn.ensemble.StackingRegressor : One combination for every sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from skmoe import MoERegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-1, 1, size=(400, 1))
+    >>> y = np.where(X[:, 0] < 0, -3 * X[:, 0], 2 * X[:, 0] + 1)
+    >>> moe = MoERegressor(LinearRegression(), n_experts=2, top_k=1,
+    ...                    random_state=0).fit(X, y)
+    >>> moe.predict([[-0.5], [0.5]]).round(2)
+    array([1.5, 2. ])
+    """
+
+    def __init__(
+        self,
+        experts,
+        *,
+        n_experts=None,
+        top_k=None,
+        training="em",
+        gate="softmax",
+        init="auto",
+        max_iter=20,
+        tol=1e-3,
+        n_init=1,
+        cv=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            experts,
+            n_experts=n_experts,
+            top_k=top_k,
+            training=training,
+            gate=gate,
+            init=init,
+            max_iter=max_iter,
+            tol=tol,
+            n_init=n_init,
+            cv=cv,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
+        )
+
+    _expert_kind = "regressor"
+
+    def _prepare_target(self, y, sample_weight):
+        y = np.asarray(y, dtype=np.float64)
+        mean = np.average(y, weights=sample_weight)
+        variance = np.average((y - mean) ** 2, weights=sample_weight)
+        return y, GaussianLikelihood(), variance if variance > 0 else 1.0
+
+    @property
+    def noise_variance_(self):
+        return np.array([np.nan if s is None else s for s in self._noise])
+
+    def predict(self, X, return_std=False):
+        """Mixture mean, and optionally the mixture's standard deviation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+            Also return ``sqrt(sum_j g_j (s_j^2 + f_j^2) - mean^2)``: each
+            expert's noise plus the spread between experts.
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_samples,)
+        y_std : ndarray of shape (n_samples,)
+            Only with ``return_std=True``.
+        """
+        X = self._validate_X_predict(X)
+        mean = np.zeros(X.shape[0])
+        second_moment = np.zeros(X.shape[0])
+        for j, rows, weights, output in self._routed_outputs(X):
+            mean[rows] += weights * output
+            second_moment[rows] += weights * (self._noise[j] + output**2)
+        if not return_std:
+            return mean
+        return mean, np.sqrt(np.maximum(second_moment - mean**2, 0.0))

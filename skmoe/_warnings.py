@@ -1,0 +1,45 @@
+"""Warnings skmoe raises, so that users can filter them by category."""
+
+
+class ExpertFallbackWarning(UserWarning):
+    """An expert could not be fitted on its share of the data.
+
+    A weighted constant model (``DummyClassifier(strategy="prior")`` or
+    ``DummyRegressor(strategy="mean")``) stood in for it in the EM iterations
+    named by the message.
+    """
+
+
+class ExpertCollapseWarning(UserWarning):
+    """An expert's share of the responsibility fell below the collapse threshold.
+
+    The expert is re-seeded on the samples the mixture explains worst; an expert
+    that collapses again is dropped from routing.
+    """
+
+
+class InconsistentVersionWarning(UserWarning):
+    """A fitted skmoe estimator was loaded by a different skmoe version.
+
+    Parameters
+    ----------
+    estimator_name : str
+        Class name of the loaded estimator.
+    current_version : str
+        The version of skmoe doing the loading.
+    original_version : str
+        The version of skmoe that saved the estimator.
+    """
+
+    def __init__(self, *, estimator_name, current_version, original_version):
+        self.estimator_name = estimator_name
+        self.current_version = current_version
+        self.original_version = original_version
+
+    def __str__(self):
+        return (
+            f"Trying to unpickle estimator {self.estimator_name} from skmoe version "
+            f"{self.original_version} when using version {self.current_version}. "
+            "This might lead to breaking code or invalid results. Use at your own "
+            "risk; refit the model with the current version to be safe."
+        )

@@ -1,0 +1,128 @@
+"""Fitting one expert on its weighted share of the data.
+
+The M-step of EM refits expert ``j`` with ``sample_weight = w * r[:, j]``.
+Three things can stand in the way, and each is handled here:
+
+* the expert is a Pipeline: the weights must reach its final step, never be
+  dropped silently;
+* the expert's ``fit`` takes no ``sample_weight``: it is fitted on a weighted
+  resample of its share instead, drawn from a seeded generator;
+* the expert fails on its share (one class left, too few rows): a weighted
+  constant model stands in for it, and the caller is told why so that it can
+  warn with the expert's name.
+"""
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.validation import has_fit_parameter
+
+
+def sample_weight_fit_params(estimator, sample_weight):
+    """Return the ``fit`` keyword arguments that deliver ``sample_weight``.
+
+    For a Pipeline, the weights go to its final step (``step__sample_weight``),
+    recursively through nested pipelines.
+
+    Returns
+    -------
+    dict or None
+        ``None`` when the estimator cannot take sample weights.
+    """
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        if last is None or last == "passthrough":
+            return None
+        inner = sample_weight_fit_params(last, sample_weight)
+        if inner is None:
+            return None
+        return {f"{name}__{key}": value for key, value in inner.items()}
+    if has_fit_parameter(estimator, "sample_weight"):
+        return {"sample_weight": sample_weight}
+    return None
+
+
+def supports_sample_weight(estimator):
+    """Whether ``estimator.fit`` can take sample weights (through a Pipeline too)."""
+    return sample_weight_fit_params(estimator, np.ones(1)) is not None
+
+
+def weighted_resample(sample_weight, n_draws, rng):
+    """Indices of a resample drawn with probability proportional to the weights.
+
+    Parameters
+    ----------
+    sample_weight : ndarray of shape (n_rows,)
+        Non-negative weights with a positive sum.
+    n_draws : int
+        Size of the resample.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of shape (n_draws,)
+    """
+    probabilities = sample_weight / sample_weight.sum()
+    return rng.choice(len(sample_weight), size=n_draws, replace=True, p=probabilities)
+
+
+def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
+    """Fit ``estimator`` on rows weighted by ``sample_weight``.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Fitted in place (so that an expert with ``warm_start=True`` continues
+        from its last fit).
+    X, y : ndarray
+        The rows of this expert's share.
+    sample_weight : ndarray of shape (n_rows,)
+        Positive weights of those rows.
+    n_draws : int
+        Size of the weighted resample, used only when the expert takes no
+        sample weights; the caller passes the expert's share of the data.
+    seed : int
+        Seed of the resample.
+
+    Returns
+    -------
+    fitted : estimator
+        ``estimator``, or a weighted constant model when fitting failed.
+    failure : str or None
+        Why the expert could not be fitted, or ``None``.
+    """
+    try:
+        fit_params = sample_weight_fit_params(estimator, sample_weight)
+        if fit_params is not None:
+            estimator.fit(X, y, **fit_params)
+        else:
+            rows = weighted_resample(
+                sample_weight, max(n_draws, 2), np.random.default_rng(seed)
+            )
+            estimator.fit(X[rows], y[rows])
+    except (InvalidParameterError, MemoryError, KeyboardInterrupt):
+        # A bad hyper-parameter or no memory is the user's to fix, not something
+        # a constant model should hide.
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure on a share falls back
+        failure = f"{type(exc).__name__}: {exc}"
+        return constant_model(estimator, X, y, sample_weight), failure
+    return estimator, None
+
+
+def constant_model(estimator, X, y, sample_weight):
+    """A weighted constant model of the same kind as ``estimator``.
+
+    The class prior for a classifier, the weighted mean for a regressor.
+    """
+    dummy = (
+        DummyClassifier(strategy="prior")
+        if is_classifier(estimator)
+        else DummyRegressor(strategy="mean")
+    )
+    if sample_weight.sum() <= 0:
+        sample_weight = np.ones_like(sample_weight)
+    return dummy.fit(X, y, sample_weight=sample_weight)
+
