@@ -28,7 +28,7 @@ from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.cluster import KMeans
 
-from ._gates import gate_features
+from ._gates import fit_gate_features
 from ._routing import routed_log_weights, top_k_mask
 from ._weighted_fit import constant_model, fit_weighted
 
@@ -106,9 +106,7 @@ def initial_responsibilities(init, X, sample_weight, n_experts, random_state):
     if init == "uniform":
         return np.full((n_samples, n_experts), 1.0 / n_experts)
     if init == "kmeans" and n_samples >= n_experts:
-        features = gate_features().fit_transform(
-            X, standardscaler__sample_weight=sample_weight
-        )
+        features = fit_gate_features(X, sample_weight).transform(X)
         kmeans = KMeans(
             n_clusters=n_experts, n_init=3, random_state=random_state.randint(_SEED_MAX)
         )

@@ -13,17 +13,24 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 
-def gate_features():
-    """The gate's own preprocessing: mean-impute, then standardise.
+def fit_gate_features(X, sample_weight):
+    """Fit the gate's own preprocessing: mean-impute, then standardise.
 
     Imputation lets the gate route rows with missing values when every expert
     accepts them; standardising makes the gate's L2 penalty and the k-means
-    initialisation blind to the units of each column. Both steps take sample
-    weights, so zero-weight rows have no effect.
+    initialisation blind to the units of each column. The scaler's statistics
+    are weighted, so zero-weight rows have no effect on them. The steps are
+    fitted one by one (rather than through ``Pipeline.fit``) so that the
+    weights reach the scaler whether or not metadata routing is enabled.
+
+    Returns
+    -------
+    Pipeline
+        The fitted imputer and scaler.
     """
-    return make_pipeline(
-        SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
-    )
+    imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(X)
+    scaler = StandardScaler().fit(imputer.transform(X), sample_weight=sample_weight)
+    return make_pipeline(imputer, scaler)
 
 
 class SoftmaxGate(BaseEstimator):
@@ -46,8 +53,8 @@ class SoftmaxGate(BaseEstimator):
         Inverse strength of the L2 penalty, as in ``LogisticRegression``.
     max_iter : int, default=100
         Most L-BFGS iterations per fit.
-    tol : float, default=1e-6
-        Gradient tolerance of L-BFGS (``gtol``).
+    tol : float, default=1e-4
+        Gradient tolerance of L-BFGS (``gtol``), as in ``LogisticRegression``.
 
     Attributes
     ----------
@@ -76,7 +83,7 @@ class SoftmaxGate(BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, C=1.0, max_iter=100, tol=1e-6):
+    def __init__(self, C=1.0, max_iter=100, tol=1e-4):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -105,8 +112,7 @@ class SoftmaxGate(BaseEstimator):
             np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight)
         )
         if not warm_start or not hasattr(self, "features_"):
-            self.features_ = gate_features()
-            self.features_.fit(X, standardscaler__sample_weight=weights)
+            self.features_ = fit_gate_features(X, weights)
         Z = self.features_.transform(X)
         n_features = Z.shape[1]
 
@@ -123,15 +129,25 @@ class SoftmaxGate(BaseEstimator):
         penalty = scale / self.C
         shape = start.shape
 
+        # Loop invariants. Each row of R sums to one, so
+        # sum_j R_ij log g_ij = sum_j R_ij z_ij - logsumexp_j z_ij.
+        weighted_targets = scale * weights[:, None] * R
+        row_weights = scale * weights[:, None]
+
         def loss_and_gradient(flat):
             params = flat.reshape(shape)
             coef, intercept = params[:-1], params[-1]
             logits = Z @ coef + intercept
-            log_gate = log_softmax(logits, axis=1)
-            loss = -scale * np.sum(weights[:, None] * R * log_gate)
+            peak = logits.max(axis=1, keepdims=True)
+            exp_logits = np.exp(logits - peak)
+            normaliser = exp_logits.sum(axis=1, keepdims=True)
+            log_normaliser = peak + np.log(normaliser)
+            loss = np.sum(row_weights * log_normaliser) - np.sum(
+                weighted_targets * logits
+            )
             loss += 0.5 * penalty * np.sum(coef**2)
-            # d loss / d logits, using that each row of R sums to one.
-            residual = scale * weights[:, None] * (np.exp(log_gate) - R)
+            # d loss / d logits = w_i (g_ij - R_ij), scaled
+            residual = row_weights * (exp_logits / normaliser) - weighted_targets
             gradient = np.empty_like(params)
             gradient[:-1] = Z.T @ residual + penalty * coef
             gradient[-1] = residual.sum(axis=0)

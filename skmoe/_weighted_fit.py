@@ -13,10 +13,13 @@ Three things can stand in the way, and each is handled here:
 """
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import is_classifier
 from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.exceptions import UnsetMetadataPassedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.validation import has_fit_parameter
 
 
@@ -24,7 +27,8 @@ def sample_weight_fit_params(estimator, sample_weight):
     """Return the ``fit`` keyword arguments that deliver ``sample_weight``.
 
     For a Pipeline, the weights go to its final step (``step__sample_weight``),
-    recursively through nested pipelines.
+    recursively through nested pipelines. With metadata routing enabled, they
+    go where the pipeline's own requests send them, if anywhere.
 
     Returns
     -------
@@ -32,6 +36,12 @@ def sample_weight_fit_params(estimator, sample_weight):
         ``None`` when the estimator cannot take sample weights.
     """
     if isinstance(estimator, Pipeline):
+        if get_config()["enable_metadata_routing"]:
+            # The user's set_fit_request calls decide where the weights go.
+            consumed = get_routing_for_object(estimator).consumes(
+                "fit", ["sample_weight"]
+            )
+            return {"sample_weight": sample_weight} if consumed else None
         name, last = estimator.steps[-1]
         if last is None or last == "passthrough":
             return None
@@ -102,9 +112,9 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
                 sample_weight, max(n_draws, 2), np.random.default_rng(seed)
             )
             estimator.fit(X[rows], y[rows])
-    except (InvalidParameterError, MemoryError, KeyboardInterrupt):
-        # A bad hyper-parameter or no memory is the user's to fix, not something
-        # a constant model should hide.
+    except (InvalidParameterError, UnsetMetadataPassedError, MemoryError):
+        # A bad hyper-parameter, an incomplete metadata request or no memory is
+        # the user's to fix, not something a constant model should hide.
         raise
     except Exception as exc:  # noqa: BLE001 - any failure on a share falls back
         failure = f"{type(exc).__name__}: {exc}"
