@@ -281,7 +281,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 f"{count} EM refit(s); a weighted constant model stood in for it "
                 f"there. Last error: {failure}",
                 ExpertFallbackWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
         for iteration, name, action in result.collapse_events:
             warnings.warn(
@@ -293,7 +293,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                     else ": the gate no longer routes to it."
                 ),
                 ExpertCollapseWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
         if not result.converged:
             change = (
@@ -306,7 +306,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 f"EM iterations (last change of the loss {change:.2e} >= "
                 f"tol={self.tol}). Increase max_iter or tol.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
 
     # -- routing and prediction ---------------------------------------------

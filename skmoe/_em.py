@@ -9,14 +9,19 @@ Each iteration is
   refit each expert ``j`` with ``sample_weight = w * R[:, j]``, on the rows
   where that weight is not negligible, so that with top-k routing an
   iteration costs about ``n * k`` expert-rows rather than ``n * E``;
-* E-step: ``R_ij`` proportional to ``g_j(x_i) p_j(y_i | x_i)`` over the
-  experts row ``i`` is routed to, computed in the log domain. With ``cv`` the
-  ``p_j`` come from out-of-fold fits, so that an expert that memorises its
-  training rows does not claim them all.
+* E-step: ``R_ij`` proportional to ``g_j(x_i) p_j(y_i | x_i)``, computed in
+  the log domain. With ``top_k=k`` it scores each row's ``2k`` gate
+  favourites (the gate renormalised over them) and keeps the ``k`` most
+  responsible, renormalised: the experts' refits then cost ``n * k`` rows,
+  and a row can still move to a better expert, which it could not if only
+  the experts it is routed to were scored. With ``cv`` the ``p_j`` come from
+  out-of-fold fits, so that an expert that memorises its training rows does
+  not claim them all.
 
-The objective is the mixture's weighted mean negative log-likelihood on the
-training rows; a run stops when it changes by less than ``tol`` (it is a
-per-sample average, so ``tol`` does not depend on the number of rows).
+The objective is the weighted mean negative log-likelihood of the training
+rows under the mixture as it predicts (with ``top_k``, each row's top k); a
+run stops when it changes by less than ``tol`` (a per-sample average, so
+``tol`` does not depend on the number of rows).
 """
 
 import time
@@ -39,6 +44,10 @@ NEGLIGIBLE_RESPONSIBILITY = 1e-3
 # An expert whose responsibility adds up to fewer rows than this (or than 1% of
 # an even share) has collapsed.
 MIN_EXPERT_ROWS = 2.0
+
+# With top_k=k the E-step scores each row's CANDIDATES_PER_ROUTED_EXPERT * k
+# most gate-weighted experts (see _candidate_count).
+CANDIDATES_PER_ROUTED_EXPERT = 2
 MIN_EVEN_SHARE = 0.01
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -175,20 +184,19 @@ def run_em(problem, templates, responsibilities, random_state):
             problem.X, R, problem.sample_weight, warm_start=iteration > 0
         )
         log_gate = _active_log_gate(state.gate, problem.X, state.active)
-        routed = top_k_mask(log_gate, problem.top_k)
+        candidates = top_k_mask(log_gate, _candidate_count(problem.top_k, n_experts))
 
         outputs, noise = _refit_experts(
-            problem, templates, state, fell_back, R, routed, iteration, random_state
+            problem, templates, state, fell_back, R, candidates, random_state
         )
         state.noise = noise
-        log_joint = _log_joint(problem, log_gate, routed, outputs, noise)
+        log_likelihood = _expert_log_likelihood(problem, outputs, noise)
+        log_joint = routed_log_weights(log_gate, candidates) + log_likelihood
         log_mixture = logsumexp(log_joint, axis=1)
-        loss = -np.average(log_mixture, weights=problem.sample_weight)
+        loss = _predictive_loss(problem, log_gate, log_likelihood)
         state.loss_curve.append(float(loss))
 
-        R_next = np.exp(log_joint - log_mixture[:, None])
-        if problem.hard:
-            R_next = np.eye(n_experts)[np.argmax(log_joint, axis=1)]
+        R_next = _next_responsibilities(log_joint, log_mixture, problem)
         changed = _handle_collapse(
             problem, state, R_next, log_mixture, log_gate, reseeded, iteration
         )
@@ -211,7 +219,7 @@ def run_em(problem, templates, responsibilities, random_state):
         # are refitted on all their rows, with the responsibilities the last
         # fold models were trained on.
         _refit_experts(
-            problem, templates, state, fell_back, R, routed, -1, random_state, final=True
+            problem, templates, state, fell_back, R, candidates, random_state, final=True
         )
     return state
 
@@ -224,17 +232,51 @@ def _active_log_gate(gate, X, active):
     return log_gate
 
 
-def _log_joint(problem, log_gate, routed, outputs, noise):
-    """``log g_j(x_i) + log p_j(y_i | x_i)`` over routed pairs, -inf elsewhere."""
-    log_weights = routed_log_weights(log_gate, routed)
-    log_joint = np.full(log_gate.shape, -np.inf)
+def _candidate_count(top_k, n_experts):
+    """How many of each row's gate favourites the E-step scores.
+
+    With ``top_k=k`` a row is scored by its ``2k`` most gate-weighted experts,
+    not only its ``k``: were the E-step restricted to the experts a row is
+    routed to, top-1 responsibilities would always be 1 for the gate's own
+    choice, and EM could never move a row to a better expert.
+    """
+    if top_k is None or CANDIDATES_PER_ROUTED_EXPERT * top_k >= n_experts:
+        return None
+    return CANDIDATES_PER_ROUTED_EXPERT * top_k
+
+
+def _next_responsibilities(log_joint, log_mixture, problem):
+    """Posterior over each row's candidates, truncated to its top k (or top 1)."""
+    if problem.hard:
+        return np.eye(log_joint.shape[1])[np.argmax(log_joint, axis=1)]
+    if problem.top_k is None:
+        return np.exp(log_joint - log_mixture[:, None])
+    keep = top_k_mask(log_joint, problem.top_k)
+    return np.exp(routed_log_weights(log_joint, keep))
+
+
+def _expert_log_likelihood(problem, outputs, noise):
+    """``log p_j(y_i | x_i)`` where expert j scored row i, -inf elsewhere."""
+    log_likelihood = np.full((len(problem.y), len(outputs)), -np.inf)
     for j, (rows, output) in enumerate(outputs):
-        if rows.size == 0:
-            continue
-        log_joint[rows, j] = log_weights[rows, j] + problem.likelihood.log_likelihood(
-            output, problem.y[rows], noise[j]
-        )
-    return log_joint
+        if rows.size:
+            log_likelihood[rows, j] = problem.likelihood.log_likelihood(
+                output, problem.y[rows], noise[j]
+            )
+    return log_likelihood
+
+
+def _predictive_loss(problem, log_gate, log_likelihood):
+    """Weighted mean negative log-likelihood of the mixture as it predicts.
+
+    With ``top_k`` that is each row's top-k experts, a subset of the
+    candidates the E-step scored.
+    """
+    routed = top_k_mask(log_gate, problem.top_k)
+    log_joint = routed_log_weights(log_gate, routed) + np.where(
+        routed, log_likelihood, 0.0
+    )
+    return -np.average(logsumexp(log_joint, axis=1), weights=problem.sample_weight)
 
 
 def _fit_rows(R, j, sample_weight):
@@ -242,82 +284,92 @@ def _fit_rows(R, j, sample_weight):
 
 
 def _refit_experts(
-    problem, templates, state, fell_back, R, routed, iteration, random_state, final=False
+    problem, templates, state, fell_back, R, candidates, random_state, final=False
 ):
     """M-step for the experts, and their outputs for the E-step.
 
-    Returns, for each expert, the rows it was routed to with its output on
-    them (out-of-fold with ``cv``), and its noise parameter.
+    Parameters
+    ----------
+    final : bool, default=False
+        Only refit the experts on all their rows, predicting nothing (used
+        after a ``cv`` run, whose iterations fit fold models only).
+
+    Returns
+    -------
+    outputs : list of (rows, output)
+        For each expert, the rows it is a candidate for and its output on
+        them (out-of-fold with ``cv``); empty for dropped experts.
+    noise : list
+        Each expert's noise parameter (``None`` for classifiers).
     """
-    n_experts = len(templates)
-    w = problem.sample_weight
     use_folds = problem.cv_splits is not None and not final
-    jobs, keys = [], []
-    need_rows = []
-    for j in range(n_experts):
-        fit_rows = _fit_rows(R, j, w)
-        # The noise is estimated on the rows the expert was fitted to, the
-        # likelihood is needed on the rows it is routed to.
-        rows = np.union1d(fit_rows, np.flatnonzero(routed[:, j]))
-        need_rows.append(rows)
+    fit_rows = [_fit_rows(R, j, problem.sample_weight) for j in range(len(templates))]
+    # The noise is estimated on the rows an expert was fitted to, the
+    # likelihood on the rows it is a candidate for: predict both at once.
+    need_rows = [
+        np.union1d(rows, np.flatnonzero(candidates[:, j]))
+        for j, rows in enumerate(fit_rows)
+    ]
+    keys, jobs = [], []
+    for j, template in enumerate(templates):
         if not state.active[j]:
+            if state.experts[j] is None:
+                # Dropped before any full fit (possible with cv): never routed
+                # to, but experts_ should still hold a fitted model.
+                state.experts[j] = constant_model(
+                    template, problem.X, problem.y, problem.sample_weight
+                )
             continue
         seeds = random_state.randint(_SEED_MAX, size=len(problem.cv_splits or []) + 1)
-        if not use_folds:
-            estimator = (
-                state.experts[j]
-                if state.experts[j] is not None and not fell_back[j]
-                else clone(templates[j])
-            )
-            jobs.append(
-                delayed(_fit_and_predict)(
-                    estimator, problem, fit_rows, R[fit_rows, j], seeds[0],
-                    np.empty(0, dtype=np.intp) if final else rows,
+        if use_folds:
+            for fold, (train, test) in enumerate(problem.cv_splits):
+                rows = np.intersect1d(fit_rows[j], train)
+                keys.append((j, fold))
+                jobs.append(
+                    delayed(_fit_and_predict)(
+                        clone(template), problem, rows, R[rows, j], seeds[fold + 1],
+                        np.intersect1d(need_rows[j], test),
+                    )
                 )
-            )
+        else:
+            # Refit the last fit in place (experts with warm_start=True then
+            # continue from it), unless a constant model stood in for it.
+            reusable = state.experts[j] is not None and not fell_back[j]
             keys.append((j, None))
-            continue
-        for fold, (train, test) in enumerate(problem.cv_splits):
-            fold_rows = np.intersect1d(fit_rows, train)
             jobs.append(
                 delayed(_fit_and_predict)(
-                    clone(templates[j]), problem, fold_rows, R[fold_rows, j],
-                    seeds[fold + 1], np.intersect1d(rows, test),
+                    state.experts[j] if reusable else clone(template),
+                    problem, fit_rows[j], R[fit_rows[j], j], seeds[0],
+                    np.empty(0, dtype=np.intp) if final else need_rows[j],
                 )
             )
-            keys.append((j, fold))
-
     results = Parallel(n_jobs=problem.n_jobs)(jobs)
 
-    outputs = [(np.empty(0, dtype=np.intp), None) for _ in range(n_experts)]
-    collected = {j: problem.likelihood.empty_output(len(need_rows[j])) for j in range(n_experts)}
-    for (j, fold), (fitted, failure, predict_rows, output) in zip(keys, results):
-        label = problem.names[j] if fold is None else f"{problem.names[j]} (fold {fold})"
+    collected = [problem.likelihood.empty_output(len(rows)) for rows in need_rows]
+    for (j, fold), (fitted, failure, predicted_rows, output) in zip(keys, results):
         if failure is not None:
+            label = problem.names[j] + ("" if fold is None else f" (fold {fold})")
             record = state.failures.setdefault(label, [0, ""])
             record[0] += 1
             record[1] = failure
         if fold is None:
             state.experts[j] = fitted
             fell_back[j] = failure is not None
-        positions = np.searchsorted(need_rows[j], predict_rows)
-        collected[j][positions] = output
+        collected[j][np.searchsorted(need_rows[j], predicted_rows)] = output
 
+    outputs = [(np.empty(0, dtype=np.intp), None)] * len(templates)
     noise = list(state.noise)
     if final:
         return outputs, noise
-    for j in range(n_experts):
-        if not state.active[j]:
-            continue
-        rows = need_rows[j]
-        fit_rows = _fit_rows(R, j, w)
-        in_fit = np.isin(rows, fit_rows)
+    for j in np.flatnonzero(state.active):
+        rows, own = need_rows[j], fit_rows[j]
+        in_fit = np.isin(rows, own)
         noise[j] = problem.likelihood.noise(
-            collected[j][in_fit], problem.y[fit_rows],
-            w[fit_rows] * R[fit_rows, j], problem.y_scale,
+            collected[j][in_fit], problem.y[own],
+            problem.sample_weight[own] * R[own, j], problem.y_scale,
         )
-        in_routed = routed[rows, j]
-        outputs[j] = (rows[in_routed], collected[j][in_routed])
+        scored = candidates[rows, j]
+        outputs[j] = (rows[scored], collected[j][scored])
     return outputs, noise
 
 

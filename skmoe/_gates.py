@@ -18,17 +18,25 @@ def fit_gate_features(X, sample_weight):
 
     Imputation lets the gate route rows with missing values when every expert
     accepts them; standardising makes the gate's L2 penalty and the k-means
-    initialisation blind to the units of each column. The scaler's statistics
-    are weighted, so zero-weight rows have no effect on them. The steps are
-    fitted one by one (rather than through ``Pipeline.fit``) so that the
-    weights reach the scaler whether or not metadata routing is enabled.
+    initialisation blind to the units of each column. Both use weighted
+    statistics, so zero-weight rows have no effect. The steps are fitted one
+    by one (rather than through ``Pipeline.fit``) so that the weights reach
+    them whether or not metadata routing is enabled.
 
     Returns
     -------
     Pipeline
         The fitted imputer and scaler.
     """
+    X = np.asarray(X, dtype=np.float64)
     imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(X)
+    # SimpleImputer takes no sample weights: put the weighted mean of each
+    # column's observed values in its place.
+    observed = ~np.isnan(X)
+    observed_weight = sample_weight @ observed
+    weighted_sum = sample_weight @ np.where(observed, X, 0.0)
+    has_weight = observed_weight > 0
+    imputer.statistics_[has_weight] = weighted_sum[has_weight] / observed_weight[has_weight]
     scaler = StandardScaler().fit(imputer.transform(X), sample_weight=sample_weight)
     return make_pipeline(imputer, scaler)
 
@@ -98,8 +106,9 @@ class SoftmaxGate(BaseEstimator):
             Rows in the simplex: the soft targets.
         sample_weight : array-like of shape (n_samples,), default=None
         warm_start : bool, default=False
-            Start from the current ``coef_`` and ``intercept_`` (used by EM,
-            where consecutive targets differ little).
+            Start the solver from the current ``coef_`` and ``intercept_``
+            (used by EM, where consecutive targets differ little). It changes
+            the cost of the fit, not its solution.
 
         Returns
         -------
@@ -111,8 +120,9 @@ class SoftmaxGate(BaseEstimator):
         weights = (
             np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight)
         )
-        if not warm_start or not hasattr(self, "features_"):
-            self.features_ = fit_gate_features(X, weights)
+        # The features are refitted even on a warm start: the starting point
+        # changes, never the optimum.
+        self.features_ = fit_gate_features(X, weights)
         Z = self.features_.transform(X)
         n_features = Z.shape[1]
 

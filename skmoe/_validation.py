@@ -22,7 +22,7 @@ def check_numeric_features(X, owner):
         non_numeric = [
             str(column)
             for column, dtype in dtypes.items()
-            if not (np.issubdtype(_numpy_dtype(dtype), np.number) or _is_bool(dtype))
+            if not _is_numeric_column(X[column], dtype)
         ]
         if non_numeric:
             raise ValueError(
@@ -42,6 +42,19 @@ def check_numeric_features(X, owner):
         except (TypeError, ValueError) as exc:
             # Keep numpy's exception type: callers may rely on it.
             raise type(exc)(f"X holds values that are not numbers ({exc}). {advice}")
+
+
+def _is_numeric_column(column, dtype):
+    if np.issubdtype(_numpy_dtype(dtype), np.number) or _is_bool(dtype):
+        return True
+    if _numpy_dtype(dtype) == np.dtype(object):
+        # an object column may still hold numbers only, as check_array accepts
+        try:
+            np.asarray(column, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        return True
+    return False
 
 
 def _numpy_dtype(dtype):
