@@ -296,15 +296,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 stacklevel=5,
             )
         if not result.converged:
-            change = (
-                abs(result.loss_curve[-1] - result.loss_curve[-2])
-                if result.n_iter > 1
-                else float("nan")
-            )
+            if result.n_iter > 1:
+                change = abs(result.loss_curve[-1] - result.loss_curve[-2])
+                why = f"last change of the loss {change:.2e} >= tol={self.tol}"
+            else:
+                why = "one iteration cannot show convergence"
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
-                f"EM iterations (last change of the loss {change:.2e} >= "
-                f"tol={self.tol}). Increase max_iter or tol.",
+                f"EM iterations ({why}). Increase max_iter or tol.",
                 ConvergenceWarning,
                 stacklevel=5,
             )

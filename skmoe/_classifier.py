@@ -98,7 +98,8 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Share of the (weighted) training samples each expert is responsible
         for, from the last E-step; sums to one.
     loss_ : float
-        Final mean negative log-likelihood of the training data.
+        Final weighted mean negative log-likelihood of the training data
+        (with ``cv``, of their out-of-fold predictions).
     loss_curve_ : list of float
         The loss after each EM iteration of the kept initialisation.
     n_iter_ : int

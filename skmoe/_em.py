@@ -431,6 +431,8 @@ def _handle_collapse(problem, state, R, log_mixture, log_gate, reseeded, iterati
             # Rows held only by dropped experts go where the gate sends them.
             fallback = np.exp(log_gate[orphans]) * active
             fallback[fallback.sum(axis=1) <= 0] = active
+            if problem.hard:
+                fallback = np.eye(len(active))[np.argmax(fallback, axis=1)]
             R[orphans] = fallback / fallback.sum(axis=1, keepdims=True)
         R /= R.sum(axis=1, keepdims=True)
 

@@ -69,7 +69,8 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     expert_load_ : ndarray of shape (n_experts,)
         Share of the training samples each expert is responsible for.
     loss_ : float
-        Final mean negative log-likelihood of the training data.
+        Final weighted mean negative log-likelihood of the training data
+        (with ``cv``, of their out-of-fold predictions).
     loss_curve_ : list of float
     n_iter_ : int
     converged_ : bool

@@ -1,0 +1,156 @@
+"""Helpers shared by the estimator-level tests (imported as ``_helpers``).
+
+* data sets with a known structure: :func:`regime_data` (two linear regimes),
+  :func:`noisy_classification`;
+* recording experts: :class:`CountingClassifier` and :class:`CountingRegressor`
+  wrap an estimator and record every ``fit`` (rows and weights, in the module
+  level :data:`FIT_LOG`) and every prediction call (rows, on the fitted
+  instance's ``predict_calls_``), so that tests can prove which rows reached
+  which expert; :class:`NoWeightCountingClassifier` is the same without
+  ``sample_weight`` in ``fit``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+# -- data --------------------------------------------------------------------
+
+
+def regime_data(n_samples=300, noise=0.05, random_state=0):
+    """Two linear regimes in one feature: ``-3x`` for ``x < 0``, ``2x + 1`` above.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, 1)
+    y : ndarray of shape (n_samples,)
+    regime : ndarray of int, shape (n_samples,)
+        0 where ``x < 0``, 1 elsewhere.
+    """
+    rng = np.random.RandomState(random_state)
+    x = rng.uniform(-1, 1, size=n_samples)
+    y = np.where(x < 0, -3 * x, 2 * x + 1) + noise * rng.randn(n_samples)
+    return x[:, None], y, (x >= 0).astype(int)
+
+
+def regime_classification(n_samples=300, random_state=0):
+    """Two features; both classes in every region, class odds depend on x."""
+    rng = np.random.RandomState(random_state)
+    X = rng.uniform(-1, 1, size=(n_samples, 2))
+    logit = 3 * X[:, 0] - 2 * X[:, 1] + 2 * np.sign(X[:, 0] * X[:, 1])
+    y = (rng.rand(n_samples) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+# -- recording experts -------------------------------------------------------
+
+
+@dataclass
+class FitRecord:
+    """One call of a recording expert's ``fit``."""
+
+    tag: str
+    X: np.ndarray
+    sample_weight: object  # ndarray or None
+
+
+#: Every ``fit`` of a recording expert, in call order (experts are refitted
+#: in the main process when ``n_jobs`` is None or 1). Cleared by
+#: :func:`clear_fit_log`.
+FIT_LOG = []
+
+
+def clear_fit_log():
+    FIT_LOG.clear()
+
+
+def fits(tag=None):
+    """The recorded fits, optionally only those of experts tagged ``tag``."""
+    return [record for record in FIT_LOG if tag is None or record.tag == tag]
+
+
+def row_indices(X_reference, X_part):
+    """Positions in ``X_reference`` of the rows of ``X_part`` (rows must be unique)."""
+    lookup = {row.tobytes(): i for i, row in enumerate(np.asarray(X_reference, float))}
+    assert len(lookup) == len(X_reference), "reference rows must be unique"
+    return np.array(
+        [lookup[row.tobytes()] for row in np.asarray(X_part, float)], dtype=int
+    )
+
+
+class _Recording(BaseEstimator):
+    """Fit and predictions of the wrapped estimator, recorded."""
+
+    def __init__(self, estimator=None, tag="expert"):
+        self.estimator = estimator
+        self.tag = tag
+
+    def _default(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def fit(self, X, y, sample_weight=None):
+        X = np.asarray(X)
+        FIT_LOG.append(
+            FitRecord(
+                self.tag,
+                X.copy(),
+                None if sample_weight is None else np.array(sample_weight, copy=True),
+            )
+        )
+        estimator = clone(self.estimator if self.estimator is not None else self._default())
+        if sample_weight is None:
+            estimator.fit(X, y)
+        else:
+            estimator.fit(X, y, sample_weight=sample_weight)
+        self.estimator_ = estimator
+        self.n_features_in_ = X.shape[1]
+        self.predict_calls_ = []
+        return self
+
+    def _record(self, X):
+        self.predict_calls_.append(np.array(X, copy=True))
+
+    def predict(self, X):
+        self._record(X)
+        return self.estimator_.predict(X)
+
+    @property
+    def n_predicted_rows_(self):
+        return sum(len(X) for X in self.predict_calls_)
+
+    def predicted_rows(self):
+        if not self.predict_calls_:
+            return np.empty((0, getattr(self, "n_features_in_", 0)))
+        return np.vstack(self.predict_calls_)
+
+
+class CountingClassifier(ClassifierMixin, _Recording):
+    """A classifier (LogisticRegression by default) that records its calls."""
+
+    def _default(self):
+        return LogisticRegression()
+
+    def fit(self, X, y, sample_weight=None):
+        super().fit(X, y, sample_weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X):
+        self._record(X)
+        return self.estimator_.predict_proba(X)
+
+
+class NoWeightCountingClassifier(CountingClassifier):
+    """A recording classifier whose ``fit`` takes no ``sample_weight``."""
+
+    def fit(self, X, y):
+        return super().fit(X, y)
+
+
+class CountingRegressor(RegressorMixin, _Recording):
+    """A regressor (LinearRegression by default) that records its calls."""
+
+    def _default(self):
+        return LinearRegression()

@@ -1,0 +1,599 @@
+"""EM behaviour of the fitted mixtures: the objective, stopping, training modes,
+initialisation, restarts, the sparse M-step, collapse, fallbacks, cv, verbose."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import norm
+from sklearn.datasets import make_classification
+from sklearn.dummy import DummyRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.tree import DecisionTreeClassifier
+
+from _helpers import (
+    CountingClassifier,
+    CountingRegressor,
+    NoWeightCountingClassifier,
+    clear_fit_log,
+    fits,
+    regime_classification,
+    regime_data,
+    row_indices,
+)
+from skmoe import (
+    ExpertCollapseWarning,
+    ExpertFallbackWarning,
+    MoEClassifier,
+    MoERegressor,
+)
+
+
+# a cheap expert that copes with a one-class share
+TREE = DecisionTreeClassifier(max_depth=3)
+
+@pytest.fixture(autouse=True)
+def _fresh_fit_log():
+    clear_fit_log()
+    yield
+    clear_fit_log()
+
+
+def _quiet_fit(estimator, X, y, **fit_params):
+    """Fit, ignoring skmoe's and sklearn's convergence/collapse warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ExpertCollapseWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+def _regressor_nll(moe, X, y):
+    """Mean negative log-likelihood of the fitted mixture, recomputed here."""
+    G = moe.gate_proba(X)
+    log_terms = np.full(G.shape, -np.inf)
+    for j, expert in enumerate(moe.experts_):
+        on = G[:, j] > 0
+        if on.any():
+            mean = expert.predict(X[on])
+            log_terms[on, j] = np.log(G[on, j]) + norm.logpdf(
+                y[on], mean, np.sqrt(moe.noise_variance_[j])
+            )
+    return -np.mean(logsumexp(log_terms, axis=1))
+
+
+# -- the objective, n_iter_, converged_ -------------------------------------
+
+
+def test_loss_curve_is_the_mixture_nll_per_iteration():
+    X, y, _ = regime_data(n_samples=200)
+    params = dict(n_experts=2, init="random", tol=1e-6, random_state=0)
+    moe = _quiet_fit(MoERegressor(LinearRegression(), max_iter=30, **params), X, y)
+    assert len(moe.loss_curve_) == moe.n_iter_
+    assert all(np.isfinite(moe.loss_curve_))
+    assert moe.loss_ == moe.loss_curve_[-1]
+    # EM improves the objective a lot from a random start...
+    assert moe.loss_curve_[-1] < moe.loss_curve_[0] - 1.0
+    # ...and the recorded loss is the mixture's NLL on the training data.
+    assert moe.loss_ == pytest.approx(_regressor_nll(moe, X, y), rel=1e-6, abs=1e-9)
+
+
+def test_classifier_loss_is_the_mixture_nll():
+    X, y = regime_classification(n_samples=200)
+    moe = _quiet_fit(
+        MoEClassifier(
+            [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier(max_depth=2))],
+            max_iter=5, random_state=0,
+        ),
+        X, y,
+    )
+    proba = moe.predict_proba(X)
+    nll = -np.mean(np.log(proba[np.arange(len(y)), y]))
+    assert moe.loss_ == pytest.approx(nll, rel=1e-6)
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_loss_is_the_nll_of_the_sparse_mixture(top_k):
+    X, y, _ = regime_data(n_samples=200)
+    moe = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=3, top_k=top_k, max_iter=5,
+                     random_state=0),
+        X, y,
+    )
+    assert moe.loss_ == pytest.approx(_regressor_nll(moe, X, y), rel=1e-6, abs=1e-9)
+
+
+def test_converged_run_stops_before_max_iter():
+    X, y, _ = regime_data(n_samples=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        moe = MoERegressor(
+            LinearRegression(), n_experts=2, max_iter=50, tol=1e-3, random_state=0
+        ).fit(X, y)
+    assert moe.converged_ is True
+    assert moe.n_iter_ < 50
+    assert len(moe.loss_curve_) == moe.n_iter_ >= 2
+    assert abs(moe.loss_curve_[-1] - moe.loss_curve_[-2]) < 1e-3
+
+
+def test_convergence_warning_when_max_iter_too_small():
+    X, y, _ = regime_data(n_samples=200)
+    moe = MoERegressor(
+        LinearRegression(), n_experts=2, init="random", max_iter=2, tol=1e-12,
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        moe.fit(X, y)
+    assert moe.converged_ is False
+    assert moe.n_iter_ == 2
+    assert len(moe.loss_curve_) == 2
+
+
+def test_max_iter_one_warns_and_still_predicts():
+    X, y, _ = regime_data(n_samples=100)
+    moe = MoERegressor(LinearRegression(), n_experts=2, max_iter=1, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        moe.fit(X, y)
+    assert moe.n_iter_ == 1 and moe.converged_ is False
+    assert np.all(np.isfinite(moe.predict(X)))
+
+
+# -- hard EM ----------------------------------------------------------------
+
+
+def test_hard_em_gives_one_hot_responsibilities():
+    X, y, _ = regime_data(n_samples=200)
+    n = len(y)
+    moe = _quiet_fit(
+        MoERegressor(
+            CountingRegressor(), n_experts=2, training="hard_em", max_iter=10,
+            random_state=0,
+        ),
+        X, y,
+    )
+    # the load is an average of one-hot rows: whole numbers of samples
+    counts = moe.expert_load_ * n
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-8)
+    assert moe.expert_load_.sum() == pytest.approx(1.0)
+
+    records = fits()
+    assert len(records) == 2 * moe.n_iter_
+    for it in range(moe.n_iter_):
+        first, second = records[2 * it], records[2 * it + 1]
+        # every refit saw its own rows only, each with the full weight
+        for record in (first, second):
+            np.testing.assert_array_equal(record.sample_weight, 1.0)
+        rows = np.concatenate([row_indices(X, first.X), row_indices(X, second.X)])
+        np.testing.assert_array_equal(np.sort(rows), np.arange(n))
+
+
+def test_soft_em_gives_fractional_weights():
+    """The counterpart of the hard-EM test: soft EM passes fractional weights."""
+    X, y, _ = regime_data(n_samples=200)
+    _quiet_fit(
+        MoERegressor(
+            CountingRegressor(), n_experts=2, init="random", max_iter=3, random_state=0
+        ),
+        X, y,
+    )
+    weights = np.concatenate([record.sample_weight for record in fits()])
+    assert np.mean((weights > 0.01) & (weights < 0.99)) > 0.2
+
+
+# -- initialisation ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random", "uniform"])
+def test_string_inits_fit(init):
+    X, y, _ = regime_data(n_samples=150)
+    moe = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, init=init, max_iter=5,
+                     random_state=0),
+        X, y,
+    )
+    assert np.all(np.isfinite(moe.predict(X)))
+    assert np.all(np.isfinite(moe.loss_curve_))
+
+
+def test_uniform_init_leaves_clones_identical_and_auto_uses_kmeans():
+    X, y, _ = regime_data(n_samples=150)
+    uniform = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, init="uniform", max_iter=5,
+                     random_state=0),
+        X, y,
+    )
+    first, second = uniform.experts_
+    np.testing.assert_allclose(first.coef_, second.coef_)
+    # so clones of one template start from k-means by default
+    auto = MoERegressor(LinearRegression(), n_experts=2, random_state=0).fit(X, y)
+    kmeans = MoERegressor(
+        LinearRegression(), n_experts=2, init="kmeans", random_state=0
+    ).fit(X, y)
+    np.testing.assert_array_equal(auto.predict(X), kmeans.predict(X))
+    assert not np.allclose(auto.experts_[0].coef_, auto.experts_[1].coef_)
+
+
+def test_auto_init_is_uniform_for_a_list_of_experts():
+    X, y = regime_classification(n_samples=150)
+    experts = [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier(max_depth=2))]
+    auto = _quiet_fit(MoEClassifier(experts, max_iter=3, random_state=0), X, y)
+    uniform = _quiet_fit(
+        MoEClassifier(experts, init="uniform", max_iter=3, random_state=0), X, y
+    )
+    np.testing.assert_array_equal(auto.predict_proba(X), uniform.predict_proba(X))
+
+
+@pytest.mark.parametrize("shape", [(10, 2), (150, 3), (150,)])
+def test_init_array_of_wrong_shape_is_refused(shape):
+    X, y, _ = regime_data(n_samples=150)
+    moe = MoERegressor(LinearRegression(), n_experts=2, init=np.ones(shape))
+    with pytest.raises(ValueError, match=re.escape("(150, 2)")):
+        moe.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "bad", [lambda R: -R, lambda R: R * np.nan, lambda R: R * 0],
+    ids=["negative", "nan", "zero-rows"],
+)
+def test_init_array_with_bad_values_is_refused(bad):
+    X, y, regime = regime_data(n_samples=100)
+    R = np.eye(2)[regime]
+    with pytest.raises(ValueError, match="init"):
+        MoERegressor(LinearRegression(), n_experts=2, init=bad(R)).fit(X, y)
+
+
+@pytest.mark.parametrize("owner_of_a", [0, 1])
+def test_init_array_decides_which_expert_owns_which_regime(owner_of_a):
+    X, y, regime = regime_data(n_samples=200)
+    in_a = regime == 0
+    R = np.zeros((len(y), 2))
+    R[in_a, owner_of_a] = 1.0
+    R[~in_a, 1 - owner_of_a] = 1.0
+    moe = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, init=R, max_iter=10,
+                     random_state=0),
+        X, y,
+    )
+    owner = moe.gate_proba(X).argmax(axis=1)
+    assert np.mean(owner[in_a] == owner_of_a) > 0.95
+    assert np.mean(owner[~in_a] == 1 - owner_of_a) > 0.95
+    # and that expert's fit is regime A's line, y = -3x
+    assert moe.experts_[owner_of_a].coef_[0] == pytest.approx(-3, abs=0.1)
+
+
+# -- restarts ---------------------------------------------------------------
+
+
+def test_n_init_keeps_the_lowest_loss():
+    X, y, _ = regime_data(n_samples=150)
+    params = dict(n_experts=2, init="random", max_iter=4, tol=0.0)
+
+    # n_init restarts draw from one generator in turn; fitting n_init=1 three
+    # times with one shared generator replays the three restarts one by one.
+    shared = np.random.RandomState(7)
+    singles = [
+        _quiet_fit(
+            MoERegressor(LinearRegression(), n_init=1, random_state=shared, **params),
+            X, y,
+        )
+        for _ in range(3)
+    ]
+    losses = [single.loss_ for single in singles]
+    assert len(set(losses)) == 3, "restarts should differ"
+
+    best = _quiet_fit(
+        MoERegressor(
+            LinearRegression(), n_init=3, random_state=np.random.RandomState(7), **params
+        ),
+        X, y,
+    )
+    assert best.loss_ == pytest.approx(min(losses))
+    winner = singles[int(np.argmin(losses))]
+    np.testing.assert_allclose(best.predict(X), winner.predict(X))
+    np.testing.assert_allclose(best.loss_curve_, winner.loss_curve_)
+
+
+def test_n_init_is_never_worse_than_its_first_run():
+    X, y, _ = regime_data(n_samples=150)
+    params = dict(n_experts=2, init="random", max_iter=4, tol=0.0, random_state=3)
+    one = _quiet_fit(MoERegressor(LinearRegression(), n_init=1, **params), X, y)
+    five = _quiet_fit(MoERegressor(LinearRegression(), n_init=5, **params), X, y)
+    assert five.loss_ <= one.loss_ + 1e-12
+
+
+# -- the sparse M-step ------------------------------------------------------
+
+
+def _rows_per_iteration(n_experts, n_iter):
+    records = fits()
+    assert len(records) == n_experts * n_iter
+    return [
+        sum(len(record.X) for record in records[it * n_experts : (it + 1) * n_experts])
+        for it in range(n_iter)
+    ]
+
+
+def test_top_1_refits_each_expert_on_its_share_only():
+    X, y = regime_classification(n_samples=240)
+    n, n_experts = len(y), 4
+    moe = _quiet_fit(
+        MoEClassifier(CountingClassifier(TREE), n_experts=n_experts, top_k=1,
+                      max_iter=4, random_state=0),
+        X, y,
+    )
+    per_iteration = _rows_per_iteration(n_experts, moe.n_iter_)
+    for total in per_iteration:
+        assert 0.9 * n <= total <= 1.1 * n  # about n, not n * E = 4n
+    # no expert was refitted on everything
+    assert max(len(record.X) for record in fits()) < 0.75 * n
+
+
+def test_dense_refits_see_every_row():
+    """The counterpart of the sparse test: without top_k each expert sees ~all rows."""
+    X, y = regime_classification(n_samples=240)
+    n, n_experts = len(y), 4
+    moe = _quiet_fit(
+        MoEClassifier(CountingClassifier(TREE), n_experts=n_experts, init="random",
+                      max_iter=2, random_state=0),
+        X, y,
+    )
+    per_iteration = _rows_per_iteration(n_experts, moe.n_iter_)
+    assert per_iteration[0] > 0.9 * n * n_experts
+
+
+def test_expert_without_sample_weight_gets_a_weighted_resample():
+    X, y = regime_classification(n_samples=200)
+    moe = _quiet_fit(
+        MoEClassifier(
+            [("plain", NoWeightCountingClassifier(tag="plain")),
+             ("lr", CountingClassifier(tag="lr"))],
+            max_iter=2, random_state=0,
+        ),
+        X, y,
+    )
+    plain, weighted = fits("plain"), fits("lr")
+    assert all(record.sample_weight is None for record in plain)
+    assert all(record.sample_weight is not None for record in weighted)
+    # first iteration: uniform responsibilities, so a resample of n/2 rows,
+    # drawn with replacement from the training rows
+    first = plain[0]
+    assert len(first.X) == len(y) // 2
+    rows = row_indices(X, first.X)
+    assert len(np.unique(rows)) < len(rows)
+    assert np.isfinite(moe.predict_proba(X)).all()
+    # the resample is seeded by random_state
+    clear_fit_log()
+    _quiet_fit(moe, X, y)
+    np.testing.assert_array_equal(fits("plain")[0].X, first.X)
+
+
+# -- top-k training must still let EM move rows between experts -------------
+
+
+def _shifted_init(X):
+    """Responsibilities that split the regime data at x = 0.5 instead of 0."""
+    right = (X[:, 0] >= 0.5).astype(float)
+    return np.c_[1 - right, right]
+
+
+def test_dense_em_moves_the_boundary_from_a_shifted_init():
+    X, y, regime = regime_data(n_samples=300)
+    moe = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, init=_shifted_init(X),
+                     max_iter=50, tol=1e-6, random_state=0),
+        X, y,
+    )
+    owner = moe.gate_proba(X).argmax(axis=1)
+    assert np.mean(owner == regime) > 0.95
+
+
+def test_top_1_em_moves_the_boundary_from_a_shifted_init():
+    """With top_k=1 the E-step must still compare experts' likelihoods.
+
+    Starting from responsibilities that split at x = 0.5, the rows in
+    [0, 0.5) are explained far better by the expert of the right regime, and
+    EM must hand them over, as it does in dense mode.
+    """
+    X, y, regime = regime_data(n_samples=300)
+    moe = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, top_k=1, init=_shifted_init(X),
+                     max_iter=50, tol=1e-6, random_state=0),
+        X, y,
+    )
+    owner = moe.gate_proba(X).argmax(axis=1)
+    assert np.mean(owner == regime) > 0.95
+    assert moe.score(X, y) > 0.99
+    assert moe.loss_curve_[-1] < moe.loss_curve_[0] - 0.5
+
+
+# -- collapse and fallback --------------------------------------------------
+
+
+def test_expert_with_no_responsibility_is_reseeded_or_dropped_without_nan():
+    X, y, regime = regime_data(n_samples=200)
+    R = np.c_[np.eye(2)[regime], np.zeros(len(y))]  # expert 2 starts with nothing
+    moe = MoERegressor(LinearRegression(), n_experts=3, init=R, max_iter=10,
+                       random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moe.fit(X, y)
+    collapse = [w for w in caught if issubclass(w.category, ExpertCollapseWarning)]
+    assert collapse, "an expert with no responsibility must be reported"
+    assert all("linearregression_2" in str(w.message) for w in collapse)
+    assert any(re.search("re-seeded|dropped", str(w.message)) for w in collapse)
+    assert not any(issubclass(w.category, RuntimeWarning) for w in caught)
+
+    assert np.all(np.isfinite(moe.loss_curve_))
+    mean, std = moe.predict(X, return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+    G = moe.gate_proba(X)
+    assert np.all(np.isfinite(G))
+    np.testing.assert_allclose(G.sum(axis=1), 1.0)
+    np.testing.assert_allclose(moe.expert_load_.sum(), 1.0)
+    if not moe.active_experts_[2]:
+        np.testing.assert_array_equal(G[:, 2], 0.0)
+        assert moe.expert_load_[2] == 0.0
+
+
+def test_useless_expert_is_dropped_and_never_routed_to():
+    # an expert that always predicts 100 can never explain a sample: it
+    # collapses, is re-seeded, collapses again and is dropped
+    X, y, _ = regime_data(n_samples=200)
+    moe = MoERegressor(
+        [("useless", DummyRegressor(strategy="constant", constant=100.0)),
+         ("lin", LinearRegression())],
+        max_iter=10, random_state=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moe.fit(X, y)
+    messages = [str(w.message) for w in caught if w.category is ExpertCollapseWarning]
+    assert any("'useless'" in m and "re-seeded" in m for m in messages)
+    assert any("'useless'" in m and "dropped" in m for m in messages)
+    assert not any("'lin'" in m for m in messages)
+    assert not any(issubclass(w.category, RuntimeWarning) for w in caught)
+    np.testing.assert_array_equal(moe.active_experts_, [False, True])
+
+    G = moe.gate_proba(X)
+    np.testing.assert_array_equal(G[:, 0], 0.0)
+    np.testing.assert_allclose(G[:, 1], 1.0)
+    assert moe.expert_load_[0] == 0.0
+    # the mixture is now the linear expert alone
+    np.testing.assert_allclose(moe.predict(X), moe.named_experts_.lin.predict(X))
+    assert np.all(np.isfinite(moe.predict(X, return_std=True)[1]))
+
+
+def test_expert_dropped_during_cv_leaves_a_usable_model():
+    X, y, _ = regime_data(n_samples=150)
+    moe = MoERegressor(
+        [("useless", DummyRegressor(strategy="constant", constant=100.0)),
+         ("lin", LinearRegression())],
+        cv=3, max_iter=10, random_state=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moe.fit(X, y)
+    assert any("dropped" in str(w.message) for w in caught
+               if w.category is ExpertCollapseWarning)
+    np.testing.assert_array_equal(moe.active_experts_, [False, True])
+    assert all(hasattr(expert, "predict") for expert in moe.experts_)
+    mean, std = moe.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, moe.named_experts_.lin.predict(X))
+    assert np.all(np.isfinite(std))
+    assert not any(issubclass(w.category, RuntimeWarning) for w in caught)
+
+
+def test_expert_failing_on_its_share_falls_back_with_a_warning():
+    # left of 0 only class 0: a LogisticRegression given that share fails
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, size=200)
+    y = np.where(x < 0, 0, (rng.rand(200) < 0.5 + 0.4 * x).astype(int))
+    X = x[:, None]
+    R = np.c_[x < 0, x >= 0].astype(float)
+    moe = MoEClassifier(LogisticRegression(), n_experts=2, top_k=1, init=R,
+                        max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(ExpertFallbackWarning, match="logisticregression_0") as record:
+            moe.fit(X, y)
+    messages = [str(w.message) for w in record if w.category is ExpertFallbackWarning]
+    assert not any("logisticregression_1" in m for m in messages)
+    proba = moe.predict_proba(X)
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # the stand-in predicts the only class of its share
+    assert np.all(moe.predict(X[x < -0.5]) == 0)
+
+
+def test_fallback_regressor_is_finite():
+    X, y, regime = regime_data(n_samples=150)
+    R = np.c_[np.eye(2)[regime], np.zeros(len(y))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExpertCollapseWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(ExpertFallbackWarning, match="linearregression_2"):
+            moe = MoERegressor(LinearRegression(), n_experts=3, init=R, max_iter=3,
+                               random_state=0).fit(X, y)
+    assert np.all(np.isfinite(moe.noise_variance_[moe.active_experts_]))
+    assert np.all(np.isfinite(moe.predict(X)))
+
+
+# -- cv: the in-sample degeneracy it fixes -----------------------------------
+
+
+def test_cv_fixes_the_in_sample_degeneracy_of_a_deep_tree():
+    X, y = make_classification(
+        n_samples=300, n_features=8, n_informative=4, flip_y=0.2, random_state=3
+    )
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.5, random_state=0
+    )
+    experts = [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier())]
+
+    in_sample = _quiet_fit(
+        MoEClassifier(experts, max_iter=5, random_state=0), X_train, y_train
+    )
+    out_of_fold = _quiet_fit(
+        MoEClassifier(experts, cv=5, max_iter=5, random_state=0), X_train, y_train
+    )
+    tree = in_sample.expert_names_.index("tree")
+    # in-sample, the unpruned tree explains its own rows perfectly: it takes
+    # (nearly) all the load although it generalises worse than the LR
+    assert in_sample.expert_load_[tree] > 0.8
+    assert out_of_fold.expert_load_[tree] < 0.6
+    assert out_of_fold.expert_load_[tree] < in_sample.expert_load_[tree] - 0.25
+    assert (
+        out_of_fold.score(X_test, y_test) > in_sample.score(X_test, y_test) + 0.03
+    )
+
+
+def test_cv_final_experts_are_fitted_on_all_their_rows():
+    X, y = regime_classification(n_samples=150)
+    moe = _quiet_fit(
+        MoEClassifier([("a", CountingClassifier(tag="a")),
+                       ("b", CountingClassifier(tag="b"))],
+                      cv=3, max_iter=2, random_state=0),
+        X, y,
+    )
+    # per expert and iteration: 3 fold fits; then one final fit per expert
+    assert len(fits("a")) == 3 * moe.n_iter_ + 1
+    final = fits("a")[-1]
+    folds = fits("a")[-4:-1]
+    assert len(final.X) > max(len(record.X) for record in folds)
+    assert np.all(np.isfinite(moe.predict_proba(X)))
+
+
+def test_cv_that_skips_samples_is_refused():
+    X, y = regime_classification(n_samples=100)
+    half = np.arange(50)
+    cv = [(half, half + 50)] * 2  # the first half is never a test sample
+    with pytest.raises(ValueError, match="exactly one test fold"):
+        MoEClassifier(LogisticRegression(), n_experts=2, cv=cv).fit(X, y)
+
+
+# -- verbose ----------------------------------------------------------------
+
+
+def test_verbose_prints_one_line_per_iteration(capsys):
+    X, y, _ = regime_data(n_samples=100)
+    moe = _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, init="random", max_iter=4,
+                     n_init=2, verbose=1, random_state=0),
+        X, y,
+    )
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "EM iteration" in line]
+    assert 2 <= len(lines) <= 8  # both restarts
+    assert any(f"iteration {moe.n_iter_}:" in line for line in lines)
+    assert "loss" in lines[0]
+    assert "Initialisation 2 of 2" in out
+
+
+def test_silent_by_default(capsys):
+    X, y, _ = regime_data(n_samples=100)
+    _quiet_fit(MoERegressor(LinearRegression(), n_experts=2, max_iter=3,
+                            random_state=0), X, y)
+    assert capsys.readouterr().out == ""
