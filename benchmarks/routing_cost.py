@@ -62,7 +62,7 @@ def main():
     expert = ExtraTreesRegressor(n_estimators=30, min_samples_leaf=5, n_jobs=1)
     print(
         f"diamonds: {len(X_train)} train / {len(X_test)} test rows, "
-        f"{args.experts} x {type(expert).__name__}(n_estimators=30, min_samples_leaf=5); "
+        f"{args.experts} x ExtraTreesRegressor(n_estimators=30, min_samples_leaf=5); "
         f"{platform.processor() or platform.machine()}, {date.today()}"
     )
     print(
@@ -71,7 +71,10 @@ def main():
     )
     for top_k in [None, 2, 1]:
         moe = MoERegressor(
-            expert, n_experts=args.experts, top_k=top_k, max_iter=args.max_iter,
+            expert,
+            n_experts=args.experts,
+            top_k=top_k,
+            max_iter=args.max_iter,
             random_state=0,
         )
         with warnings.catch_warnings():

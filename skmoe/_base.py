@@ -12,13 +12,21 @@ from sklearn.model_selection import check_cv
 from sklearn.utils import Bunch, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._em import EMProblem, check_init_array, initial_responsibilities, run_em
 from ._experts import check_top_k, resolve_experts, seeded_clones
 from ._gates import SoftmaxGate
 from ._routing import routed_log_weights, rows_by_expert, top_k_mask
-from ._validation import check_enough_samples, check_missing_values, check_numeric_features
+from ._validation import (
+    check_enough_samples,
+    check_missing_values,
+    check_numeric_features,
+)
 from ._version import __version__
 from ._warnings import (
     ExpertCollapseWarning,
@@ -119,7 +127,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
     @property
     def named_experts(self):
-        """The unfitted experts by name (pairs only), as a :class:`~sklearn.utils.Bunch`."""
+        """The unfitted experts by name (pairs only), as a Bunch."""
         if isinstance(self.experts, list):
             return Bunch(**dict(self.experts))
         return Bunch()
@@ -221,7 +229,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if self.cv is None:
             return None
         splitter = check_cv(self.cv, y, classifier=is_classifier(self))
-        splits = [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(X, y)]
+        splits = [
+            (np.asarray(train), np.asarray(test))
+            for train, test in splitter.split(X, y)
+        ]
         tested = np.zeros(X.shape[0], dtype=int)
         for _, test in splits:
             tested[test] += 1
@@ -382,6 +393,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                     estimator_name=type(self).__name__,
                     current_version=__version__,
                     original_version=version,
-                )
+                ),
+                stacklevel=2,
             )
         super().__setstate__(state)

@@ -180,9 +180,7 @@ def run_em(problem, templates, responsibilities, random_state):
 
     for iteration in range(problem.max_iter):
         tic = time.perf_counter()
-        state.gate.fit(
-            problem.X, R, problem.sample_weight, warm_start=iteration > 0
-        )
+        state.gate.fit(problem.X, R, problem.sample_weight, warm_start=iteration > 0)
         log_gate = _active_log_gate(state.gate, problem.X, state.active)
         candidates = top_k_mask(log_gate, _candidate_count(problem.top_k, n_experts))
 
@@ -219,7 +217,14 @@ def run_em(problem, templates, responsibilities, random_state):
         # are refitted on all their rows, with the responsibilities the last
         # fold models were trained on.
         _refit_experts(
-            problem, templates, state, fell_back, R, candidates, random_state, final=True
+            problem,
+            templates,
+            state,
+            fell_back,
+            R,
+            candidates,
+            random_state,
+            final=True,
         )
     return state
 
@@ -327,7 +332,11 @@ def _refit_experts(
                 keys.append((j, fold))
                 jobs.append(
                     delayed(_fit_and_predict)(
-                        clone(template), problem, rows, R[rows, j], seeds[fold + 1],
+                        clone(template),
+                        problem,
+                        rows,
+                        R[rows, j],
+                        seeds[fold + 1],
                         np.intersect1d(need_rows[j], test),
                     )
                 )
@@ -339,7 +348,10 @@ def _refit_experts(
             jobs.append(
                 delayed(_fit_and_predict)(
                     state.experts[j] if reusable else clone(template),
-                    problem, fit_rows[j], R[fit_rows[j], j], seeds[0],
+                    problem,
+                    fit_rows[j],
+                    R[fit_rows[j], j],
+                    seeds[0],
                     np.empty(0, dtype=np.intp) if final else need_rows[j],
                 )
             )
@@ -365,8 +377,10 @@ def _refit_experts(
         rows, own = need_rows[j], fit_rows[j]
         in_fit = np.isin(rows, own)
         noise[j] = problem.likelihood.noise(
-            collected[j][in_fit], problem.y[own],
-            problem.sample_weight[own] * R[own, j], problem.y_scale,
+            collected[j][in_fit],
+            problem.y[own],
+            problem.sample_weight[own] * R[own, j],
+            problem.y_scale,
         )
         scored = candidates[rows, j]
         outputs[j] = (rows[scored], collected[j][scored])
@@ -392,8 +406,10 @@ def _fit_and_predict(estimator, problem, fit_rows, responsibility, seed, predict
             n_draws=int(round(responsibility.sum())),
             seed=seed,
         )
-    output = problem.likelihood.expert_output(fitted, X[predict_rows]) if predict_rows.size else (
-        problem.likelihood.empty_output(0)
+    output = (
+        problem.likelihood.expert_output(fitted, X[predict_rows])
+        if predict_rows.size
+        else (problem.likelihood.empty_output(0))
     )
     return fitted, failure, predict_rows, output
 

@@ -55,7 +55,9 @@ def _resolve_named_list(experts, n_experts, owner):
         )
     for position, item in enumerate(experts):
         if not (
-            isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
+            isinstance(item, tuple | list)
+            and len(item) == 2
+            and isinstance(item[0], str)
         ):
             raise ValueError(
                 f"experts[{position}] is {item!r}; each item of experts must be a "

@@ -41,7 +41,9 @@ def check_numeric_features(X, owner):
             np.asarray(X, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             # Keep numpy's exception type: callers may rely on it.
-            raise type(exc)(f"X holds values that are not numbers ({exc}). {advice}")
+            raise type(exc)(
+                f"X holds values that are not numbers ({exc}). {advice}"
+            ) from exc
 
 
 def _is_numeric_column(column, dtype):

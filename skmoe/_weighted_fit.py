@@ -135,4 +135,3 @@ def constant_model(estimator, X, y, sample_weight):
     if sample_weight.sum() <= 0:
         sample_weight = np.ones_like(sample_weight)
     return dummy.fit(X, y, sample_weight=sample_weight)
-

@@ -99,7 +99,9 @@ class _Recording(BaseEstimator):
                 None if sample_weight is None else np.array(sample_weight, copy=True),
             )
         )
-        estimator = clone(self.estimator if self.estimator is not None else self._default())
+        estimator = clone(
+            self.estimator if self.estimator is not None else self._default()
+        )
         if sample_weight is None:
             estimator.fit(X, y)
         else:

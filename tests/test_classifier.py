@@ -12,8 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from _helpers import CountingClassifier, regime_classification, row_indices
 from skmoe import ExpertCollapseWarning, ExpertFallbackWarning, MoEClassifier
+
+from _helpers import CountingClassifier, regime_classification, row_indices
 
 # a cheap expert that copes with a one-class share
 TREE = DecisionTreeClassifier(max_depth=3)
@@ -39,8 +40,14 @@ def binary():
 @pytest.fixture(scope="module")
 def three_classes():
     X, y = make_classification(
-        n_samples=240, n_features=5, n_informative=4, n_redundant=0, n_classes=3,
-        n_clusters_per_class=1, class_sep=1.5, random_state=0,
+        n_samples=240,
+        n_features=5,
+        n_informative=4,
+        n_redundant=0,
+        n_classes=3,
+        n_clusters_per_class=1,
+        class_sep=1.5,
+        random_state=0,
     )
     return X, y
 
@@ -51,9 +58,15 @@ def by_top_k(binary):
     X, y = binary
     return {
         top_k: _fit(
-            MoEClassifier(LogisticRegression(), n_experts=3, top_k=top_k, max_iter=3,
-                          random_state=0),
-            X, y,
+            MoEClassifier(
+                LogisticRegression(),
+                n_experts=3,
+                top_k=top_k,
+                max_iter=3,
+                random_state=0,
+            ),
+            X,
+            y,
         )
         for top_k in (None, 1, 2, 3)
     }
@@ -87,7 +100,8 @@ def test_multiclass(three_classes):
     X, y = three_classes
     moe = _fit(
         MoEClassifier(LogisticRegression(), n_experts=3, max_iter=5, random_state=0),
-        X, y,
+        X,
+        y,
     )
     proba = moe.predict_proba(X)
     assert proba.shape == (len(y), 3)
@@ -123,14 +137,22 @@ def test_experts_with_some_classes_are_aligned_to_classes_():
     X, y, left = _regional_classes()
     R = np.c_[left, ~left].astype(float)
     moe = _fit(
-        MoEClassifier(LogisticRegression(C=100), n_experts=2, top_k=1, init=R,
-                      max_iter=5, random_state=0),
-        X, y,
+        MoEClassifier(
+            LogisticRegression(C=100),
+            n_experts=2,
+            top_k=1,
+            init=R,
+            max_iter=5,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     np.testing.assert_array_equal(moe.classes_, ["a", "b", "c"])
     # an expert saw two of the three classes, and not the first two
     partial = [
-        j for j, e in enumerate(moe.experts_)
+        j
+        for j, e in enumerate(moe.experts_)
         if len(e.classes_) == 2 and list(e.classes_) != [0, 1]
     ]
     assert partial
@@ -158,9 +180,16 @@ def test_single_class_experts_are_aligned():
     y = np.where(left, "a", np.where(X[:, 1] > 0, "b", "c"))
     R = np.c_[left, ~left].astype(float)
     moe = _fit(
-        MoEClassifier(DecisionTreeClassifier(max_depth=3), n_experts=2, top_k=1,
-                      init=R, max_iter=5, random_state=0),
-        X, y,
+        MoEClassifier(
+            DecisionTreeClassifier(max_depth=3),
+            n_experts=2,
+            top_k=1,
+            init=R,
+            max_iter=5,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     owner = moe.gate_proba(X).argmax(axis=1)
     single = [j for j, e in enumerate(moe.experts_) if len(e.classes_) == 1]
@@ -217,9 +246,15 @@ def test_each_expert_predicts_only_its_routed_rows(top_k):
     X_new, _ = regime_classification(n_samples=120, random_state=2)
     n_experts = 4
     moe = _fit(
-        MoEClassifier(CountingClassifier(TREE), n_experts=n_experts, top_k=top_k,
-                      max_iter=4, random_state=0),
-        X, y,
+        MoEClassifier(
+            CountingClassifier(TREE),
+            n_experts=n_experts,
+            top_k=top_k,
+            max_iter=4,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     assert all(isinstance(e, CountingClassifier) for e in moe.experts_)
     G = moe.gate_proba(X_new)
@@ -321,9 +356,11 @@ def test_nan_is_accepted_when_every_expert_takes_it(binary):
     X_nan = X.copy()
     X_nan[::7, 0] = np.nan
     moe = _fit(
-        MoEClassifier(DecisionTreeClassifier(max_depth=3), n_experts=2,
-                      max_iter=2, random_state=0),
-        X_nan, y,
+        MoEClassifier(
+            DecisionTreeClassifier(max_depth=3), n_experts=2, max_iter=2, random_state=0
+        ),
+        X_nan,
+        y,
     )
     proba = moe.predict_proba(X_nan)
     assert np.all(np.isfinite(proba))
@@ -376,8 +413,9 @@ def test_zero_weight_rows_are_as_if_removed():
     y_noisy[dropped] = 1 - y_noisy[dropped]
 
     params = dict(init="uniform", max_iter=4, tol=0.0, random_state=0)
-    weighted = _fit(MoEClassifier(TWO_EXPERTS, **params), X, y_noisy,
-                    sample_weight=weight)
+    weighted = _fit(
+        MoEClassifier(TWO_EXPERTS, **params), X, y_noisy, sample_weight=weight
+    )
     removed = _fit(MoEClassifier(TWO_EXPERTS, **params), X[~dropped], y[~dropped])
 
     np.testing.assert_allclose(
@@ -411,9 +449,12 @@ def test_inputs_are_not_mutated(binary):
     weight = np.linspace(0.5, 2.0, len(y))
     X_before, labels_before, weight_before = X.copy(), labels.copy(), weight.copy()
     moe = _fit(
-        MoEClassifier(LogisticRegression(), n_experts=3, top_k=2, max_iter=3,
-                      random_state=0),
-        X, labels, sample_weight=weight,
+        MoEClassifier(
+            LogisticRegression(), n_experts=3, top_k=2, max_iter=3, random_state=0
+        ),
+        X,
+        labels,
+        sample_weight=weight,
     )
     moe.predict_proba(X)
     moe.gate_proba(X)
@@ -430,8 +471,9 @@ def test_fallback_expert_in_multiclass_keeps_probabilities_aligned():
     left = X[:, 0] < 0
     y = np.where(left, "c", np.where(X[:, 1] > 0, "a", "b"))
     R = np.c_[left, ~left].astype(float)
-    moe = MoEClassifier(LogisticRegression(), n_experts=2, top_k=1, init=R,
-                        max_iter=3, random_state=0)
+    moe = MoEClassifier(
+        LogisticRegression(), n_experts=2, top_k=1, init=R, max_iter=3, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.warns(ExpertFallbackWarning, match="logisticregression_0"):

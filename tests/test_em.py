@@ -15,6 +15,13 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
+from skmoe import (
+    ExpertCollapseWarning,
+    ExpertFallbackWarning,
+    MoEClassifier,
+    MoERegressor,
+)
+
 from _helpers import (
     CountingClassifier,
     CountingRegressor,
@@ -25,16 +32,10 @@ from _helpers import (
     regime_data,
     row_indices,
 )
-from skmoe import (
-    ExpertCollapseWarning,
-    ExpertFallbackWarning,
-    MoEClassifier,
-    MoERegressor,
-)
-
 
 # a cheap expert that copes with a one-class share
 TREE = DecisionTreeClassifier(max_depth=3)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_fit_log():
@@ -85,10 +86,15 @@ def test_classifier_loss_is_the_mixture_nll():
     X, y = regime_classification(n_samples=200)
     moe = _quiet_fit(
         MoEClassifier(
-            [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier(max_depth=2))],
-            max_iter=5, random_state=0,
+            [
+                ("lr", LogisticRegression()),
+                ("tree", DecisionTreeClassifier(max_depth=2)),
+            ],
+            max_iter=5,
+            random_state=0,
         ),
-        X, y,
+        X,
+        y,
     )
     proba = moe.predict_proba(X)
     nll = -np.mean(np.log(proba[np.arange(len(y)), y]))
@@ -99,9 +105,11 @@ def test_classifier_loss_is_the_mixture_nll():
 def test_loss_is_the_nll_of_the_sparse_mixture(top_k):
     X, y, _ = regime_data(n_samples=200)
     moe = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=3, top_k=top_k, max_iter=5,
-                     random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(), n_experts=3, top_k=top_k, max_iter=5, random_state=0
+        ),
+        X,
+        y,
     )
     assert moe.loss_ == pytest.approx(_regressor_nll(moe, X, y), rel=1e-6, abs=1e-9)
 
@@ -122,7 +130,11 @@ def test_converged_run_stops_before_max_iter():
 def test_convergence_warning_when_max_iter_too_small():
     X, y, _ = regime_data(n_samples=200)
     moe = MoERegressor(
-        LinearRegression(), n_experts=2, init="random", max_iter=2, tol=1e-12,
+        LinearRegression(),
+        n_experts=2,
+        init="random",
+        max_iter=2,
+        tol=1e-12,
         random_state=0,
     )
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
@@ -149,10 +161,14 @@ def test_hard_em_gives_one_hot_responsibilities():
     n = len(y)
     moe = _quiet_fit(
         MoERegressor(
-            CountingRegressor(), n_experts=2, training="hard_em", max_iter=10,
+            CountingRegressor(),
+            n_experts=2,
+            training="hard_em",
+            max_iter=10,
             random_state=0,
         ),
-        X, y,
+        X,
+        y,
     )
     # the load is an average of one-hot rows: whole numbers of samples
     counts = moe.expert_load_ * n
@@ -177,7 +193,8 @@ def test_soft_em_gives_fractional_weights():
         MoERegressor(
             CountingRegressor(), n_experts=2, init="random", max_iter=3, random_state=0
         ),
-        X, y,
+        X,
+        y,
     )
     weights = np.concatenate([record.sample_weight for record in fits()])
     assert np.mean((weights > 0.01) & (weights < 0.99)) > 0.2
@@ -190,9 +207,11 @@ def test_soft_em_gives_fractional_weights():
 def test_string_inits_fit(init):
     X, y, _ = regime_data(n_samples=150)
     moe = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, init=init, max_iter=5,
-                     random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(), n_experts=2, init=init, max_iter=5, random_state=0
+        ),
+        X,
+        y,
     )
     assert np.all(np.isfinite(moe.predict(X)))
     assert np.all(np.isfinite(moe.loss_curve_))
@@ -201,9 +220,11 @@ def test_string_inits_fit(init):
 def test_uniform_init_leaves_clones_identical_and_auto_uses_kmeans():
     X, y, _ = regime_data(n_samples=150)
     uniform = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, init="uniform", max_iter=5,
-                     random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(), n_experts=2, init="uniform", max_iter=5, random_state=0
+        ),
+        X,
+        y,
     )
     first, second = uniform.experts_
     np.testing.assert_allclose(first.coef_, second.coef_)
@@ -218,7 +239,10 @@ def test_uniform_init_leaves_clones_identical_and_auto_uses_kmeans():
 
 def test_auto_init_is_uniform_for_a_list_of_experts():
     X, y = regime_classification(n_samples=150)
-    experts = [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier(max_depth=2))]
+    experts = [
+        ("lr", LogisticRegression()),
+        ("tree", DecisionTreeClassifier(max_depth=2)),
+    ]
     auto = _quiet_fit(MoEClassifier(experts, max_iter=3, random_state=0), X, y)
     uniform = _quiet_fit(
         MoEClassifier(experts, init="uniform", max_iter=3, random_state=0), X, y
@@ -235,7 +259,8 @@ def test_init_array_of_wrong_shape_is_refused(shape):
 
 
 @pytest.mark.parametrize(
-    "bad", [lambda R: -R, lambda R: R * np.nan, lambda R: R * 0],
+    "bad",
+    [lambda R: -R, lambda R: R * np.nan, lambda R: R * 0],
     ids=["negative", "nan", "zero-rows"],
 )
 def test_init_array_with_bad_values_is_refused(bad):
@@ -253,9 +278,11 @@ def test_init_array_decides_which_expert_owns_which_regime(owner_of_a):
     R[in_a, owner_of_a] = 1.0
     R[~in_a, 1 - owner_of_a] = 1.0
     moe = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, init=R, max_iter=10,
-                     random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(), n_experts=2, init=R, max_iter=10, random_state=0
+        ),
+        X,
+        y,
     )
     owner = moe.gate_proba(X).argmax(axis=1)
     assert np.mean(owner[in_a] == owner_of_a) > 0.95
@@ -277,7 +304,8 @@ def test_n_init_keeps_the_lowest_loss():
     singles = [
         _quiet_fit(
             MoERegressor(LinearRegression(), n_init=1, random_state=shared, **params),
-            X, y,
+            X,
+            y,
         )
         for _ in range(3)
     ]
@@ -286,9 +314,13 @@ def test_n_init_keeps_the_lowest_loss():
 
     best = _quiet_fit(
         MoERegressor(
-            LinearRegression(), n_init=3, random_state=np.random.RandomState(7), **params
+            LinearRegression(),
+            n_init=3,
+            random_state=np.random.RandomState(7),
+            **params,
         ),
-        X, y,
+        X,
+        y,
     )
     assert best.loss_ == pytest.approx(min(losses))
     winner = singles[int(np.argmin(losses))]
@@ -320,9 +352,15 @@ def test_top_1_refits_each_expert_on_its_share_only():
     X, y = regime_classification(n_samples=240)
     n, n_experts = len(y), 4
     moe = _quiet_fit(
-        MoEClassifier(CountingClassifier(TREE), n_experts=n_experts, top_k=1,
-                      max_iter=4, random_state=0),
-        X, y,
+        MoEClassifier(
+            CountingClassifier(TREE),
+            n_experts=n_experts,
+            top_k=1,
+            max_iter=4,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     per_iteration = _rows_per_iteration(n_experts, moe.n_iter_)
     for total in per_iteration:
@@ -336,9 +374,15 @@ def test_dense_refits_see_every_row():
     X, y = regime_classification(n_samples=240)
     n, n_experts = len(y), 4
     moe = _quiet_fit(
-        MoEClassifier(CountingClassifier(TREE), n_experts=n_experts, init="random",
-                      max_iter=2, random_state=0),
-        X, y,
+        MoEClassifier(
+            CountingClassifier(TREE),
+            n_experts=n_experts,
+            init="random",
+            max_iter=2,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     per_iteration = _rows_per_iteration(n_experts, moe.n_iter_)
     assert per_iteration[0] > 0.9 * n * n_experts
@@ -348,11 +392,15 @@ def test_expert_without_sample_weight_gets_a_weighted_resample():
     X, y = regime_classification(n_samples=200)
     moe = _quiet_fit(
         MoEClassifier(
-            [("plain", NoWeightCountingClassifier(tag="plain")),
-             ("lr", CountingClassifier(tag="lr"))],
-            max_iter=2, random_state=0,
+            [
+                ("plain", NoWeightCountingClassifier(tag="plain")),
+                ("lr", CountingClassifier(tag="lr")),
+            ],
+            max_iter=2,
+            random_state=0,
         ),
-        X, y,
+        X,
+        y,
     )
     plain, weighted = fits("plain"), fits("lr")
     assert all(record.sample_weight is None for record in plain)
@@ -382,9 +430,16 @@ def _shifted_init(X):
 def test_dense_em_moves_the_boundary_from_a_shifted_init():
     X, y, regime = regime_data(n_samples=300)
     moe = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, init=_shifted_init(X),
-                     max_iter=50, tol=1e-6, random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(),
+            n_experts=2,
+            init=_shifted_init(X),
+            max_iter=50,
+            tol=1e-6,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     owner = moe.gate_proba(X).argmax(axis=1)
     assert np.mean(owner == regime) > 0.95
@@ -399,9 +454,17 @@ def test_top_1_em_moves_the_boundary_from_a_shifted_init():
     """
     X, y, regime = regime_data(n_samples=300)
     moe = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, top_k=1, init=_shifted_init(X),
-                     max_iter=50, tol=1e-6, random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(),
+            n_experts=2,
+            top_k=1,
+            init=_shifted_init(X),
+            max_iter=50,
+            tol=1e-6,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     owner = moe.gate_proba(X).argmax(axis=1)
     assert np.mean(owner == regime) > 0.95
@@ -415,8 +478,9 @@ def test_top_1_em_moves_the_boundary_from_a_shifted_init():
 def test_expert_with_no_responsibility_is_reseeded_or_dropped_without_nan():
     X, y, regime = regime_data(n_samples=200)
     R = np.c_[np.eye(2)[regime], np.zeros(len(y))]  # expert 2 starts with nothing
-    moe = MoERegressor(LinearRegression(), n_experts=3, init=R, max_iter=10,
-                       random_state=0)
+    moe = MoERegressor(
+        LinearRegression(), n_experts=3, init=R, max_iter=10, random_state=0
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         moe.fit(X, y)
@@ -443,9 +507,12 @@ def test_useless_expert_is_dropped_and_never_routed_to():
     # collapses, is re-seeded, collapses again and is dropped
     X, y, _ = regime_data(n_samples=200)
     moe = MoERegressor(
-        [("useless", DummyRegressor(strategy="constant", constant=100.0)),
-         ("lin", LinearRegression())],
-        max_iter=10, random_state=0,
+        [
+            ("useless", DummyRegressor(strategy="constant", constant=100.0)),
+            ("lin", LinearRegression()),
+        ],
+        max_iter=10,
+        random_state=0,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -469,15 +536,22 @@ def test_useless_expert_is_dropped_and_never_routed_to():
 def test_expert_dropped_during_cv_leaves_a_usable_model():
     X, y, _ = regime_data(n_samples=150)
     moe = MoERegressor(
-        [("useless", DummyRegressor(strategy="constant", constant=100.0)),
-         ("lin", LinearRegression())],
-        cv=3, max_iter=10, random_state=0,
+        [
+            ("useless", DummyRegressor(strategy="constant", constant=100.0)),
+            ("lin", LinearRegression()),
+        ],
+        cv=3,
+        max_iter=10,
+        random_state=0,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         moe.fit(X, y)
-    assert any("dropped" in str(w.message) for w in caught
-               if w.category is ExpertCollapseWarning)
+    assert any(
+        "dropped" in str(w.message)
+        for w in caught
+        if w.category is ExpertCollapseWarning
+    )
     np.testing.assert_array_equal(moe.active_experts_, [False, True])
     assert all(hasattr(expert, "predict") for expert in moe.experts_)
     mean, std = moe.predict(X, return_std=True)
@@ -493,11 +567,14 @@ def test_expert_failing_on_its_share_falls_back_with_a_warning():
     y = np.where(x < 0, 0, (rng.rand(200) < 0.5 + 0.4 * x).astype(int))
     X = x[:, None]
     R = np.c_[x < 0, x >= 0].astype(float)
-    moe = MoEClassifier(LogisticRegression(), n_experts=2, top_k=1, init=R,
-                        max_iter=5, random_state=0)
+    moe = MoEClassifier(
+        LogisticRegression(), n_experts=2, top_k=1, init=R, max_iter=5, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        with pytest.warns(ExpertFallbackWarning, match="logisticregression_0") as record:
+        with pytest.warns(
+            ExpertFallbackWarning, match="logisticregression_0"
+        ) as record:
             moe.fit(X, y)
     messages = [str(w.message) for w in record if w.category is ExpertFallbackWarning]
     assert not any("logisticregression_1" in m for m in messages)
@@ -515,8 +592,9 @@ def test_fallback_regressor_is_finite():
         warnings.simplefilter("ignore", ExpertCollapseWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.warns(ExpertFallbackWarning, match="linearregression_2"):
-            moe = MoERegressor(LinearRegression(), n_experts=3, init=R, max_iter=3,
-                               random_state=0).fit(X, y)
+            moe = MoERegressor(
+                LinearRegression(), n_experts=3, init=R, max_iter=3, random_state=0
+            ).fit(X, y)
     assert np.all(np.isfinite(moe.noise_variance_[moe.active_experts_]))
     assert np.all(np.isfinite(moe.predict(X)))
 
@@ -545,18 +623,20 @@ def test_cv_fixes_the_in_sample_degeneracy_of_a_deep_tree():
     assert in_sample.expert_load_[tree] > 0.8
     assert out_of_fold.expert_load_[tree] < 0.6
     assert out_of_fold.expert_load_[tree] < in_sample.expert_load_[tree] - 0.25
-    assert (
-        out_of_fold.score(X_test, y_test) > in_sample.score(X_test, y_test) + 0.03
-    )
+    assert out_of_fold.score(X_test, y_test) > in_sample.score(X_test, y_test) + 0.03
 
 
 def test_cv_final_experts_are_fitted_on_all_their_rows():
     X, y = regime_classification(n_samples=150)
     moe = _quiet_fit(
-        MoEClassifier([("a", CountingClassifier(tag="a")),
-                       ("b", CountingClassifier(tag="b"))],
-                      cv=3, max_iter=2, random_state=0),
-        X, y,
+        MoEClassifier(
+            [("a", CountingClassifier(tag="a")), ("b", CountingClassifier(tag="b"))],
+            cv=3,
+            max_iter=2,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     # per expert and iteration: 3 fold fits; then one final fit per expert
     assert len(fits("a")) == 3 * moe.n_iter_ + 1
@@ -580,9 +660,17 @@ def test_cv_that_skips_samples_is_refused():
 def test_verbose_prints_one_line_per_iteration(capsys):
     X, y, _ = regime_data(n_samples=100)
     moe = _quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, init="random", max_iter=4,
-                     n_init=2, verbose=1, random_state=0),
-        X, y,
+        MoERegressor(
+            LinearRegression(),
+            n_experts=2,
+            init="random",
+            max_iter=4,
+            n_init=2,
+            verbose=1,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "EM iteration" in line]
@@ -594,6 +682,7 @@ def test_verbose_prints_one_line_per_iteration(capsys):
 
 def test_silent_by_default(capsys):
     X, y, _ = regime_data(n_samples=100)
-    _quiet_fit(MoERegressor(LinearRegression(), n_experts=2, max_iter=3,
-                            random_state=0), X, y)
+    _quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, max_iter=3, random_state=0), X, y
+    )
     assert capsys.readouterr().out == ""

@@ -15,8 +15,13 @@ ESTIMATORS = [
         max_iter=5,
         random_state=0,
     ),
-    MoEClassifier(DecisionTreeClassifier(max_depth=3), n_experts=3, top_k=1,
-                  max_iter=5, random_state=0),
+    MoEClassifier(
+        DecisionTreeClassifier(max_depth=3),
+        n_experts=3,
+        top_k=1,
+        max_iter=5,
+        random_state=0,
+    ),
     MoERegressor(
         experts=[
             ("lin", LinearRegression()),
@@ -27,7 +32,6 @@ ESTIMATORS = [
     ),
     MoERegressor(LinearRegression(), n_experts=3, top_k=2, max_iter=5, random_state=0),
 ]
-
 
 
 def _expected_failed_checks(estimator):

@@ -78,7 +78,9 @@ def test_calibrated_wrapper_is_accepted_for_classifier_without_proba():
 
 
 def test_pipeline_expert_is_checked_through_its_final_step():
-    names, _ = resolve([("pipe", make_pipeline(StandardScaler(), LogisticRegression()))])
+    names, _ = resolve(
+        [("pipe", make_pipeline(StandardScaler(), LogisticRegression()))]
+    )
     assert names == ["pipe"]
     with pytest.raises(ValueError, match="CalibratedClassifierCV"):
         resolve([("pipe", make_pipeline(StandardScaler(), LinearSVC()))])
@@ -156,8 +158,12 @@ def test_non_estimator_template_is_refused():
     ],
 )
 def test_wrong_kind_is_refused_naming_the_expert(kind, wrong, message):
-    right = DecisionTreeClassifier() if kind == "classifier" else DecisionTreeRegressor()
-    with pytest.raises(ValueError, match=rf"Expert 'wrong' \({type(wrong).__name__}\) {message}"):
+    right = (
+        DecisionTreeClassifier() if kind == "classifier" else DecisionTreeRegressor()
+    )
+    with pytest.raises(
+        ValueError, match=rf"Expert 'wrong' \({type(wrong).__name__}\) {message}"
+    ):
         resolve([("right", right), ("wrong", wrong)], kind=kind)
 
 
@@ -285,7 +291,9 @@ def test_seeded_clones_are_unfitted():
 
 
 def test_seeded_clones_match_plain_clone_apart_from_seeds():
-    template = make_pipeline(StandardScaler(with_mean=False), DecisionTreeClassifier(max_depth=2))
+    template = make_pipeline(
+        StandardScaler(with_mean=False), DecisionTreeClassifier(max_depth=2)
+    )
     (expert,) = seeded_clones([template], np.random.RandomState(0))
     reference = clone(template).get_params(deep=True)
     seeded = expert.get_params(deep=True)
@@ -310,5 +318,7 @@ def test_check_top_k_accepts_at_most_n_experts(top_k):
 
 @pytest.mark.parametrize("top_k", [4, np.int64(10)])
 def test_check_top_k_refuses_more_than_n_experts(top_k):
-    with pytest.raises(ValueError, match=rf"top_k={top_k} but the mixture has only 3 experts"):
+    with pytest.raises(
+        ValueError, match=rf"top_k={top_k} but the mixture has only 3 experts"
+    ):
         check_top_k(top_k, 3)

@@ -82,7 +82,10 @@ def test_gradient_matches_finite_differences_of_the_documented_objective(capture
         ratios.append(ratio)
         assert ratio > 0
         np.testing.assert_allclose(
-            gradient * ratio, numerical_gradient(documented, point), rtol=1e-5, atol=1e-6
+            gradient * ratio,
+            numerical_gradient(documented, point),
+            rtol=1e-5,
+            atol=1e-6,
         )
         # and the returned gradient is the gradient of the returned loss
         np.testing.assert_allclose(
@@ -113,9 +116,9 @@ def test_fit_reaches_a_stationary_point_of_the_documented_objective():
     # and it is a minimum: small random moves do not lower the objective
     rng = np.random.RandomState(0)
     for _ in range(5):
-        assert documented(solution + 1e-3 * rng.normal(size=solution.size)) >= documented(
-            solution
-        )
+        assert documented(
+            solution + 1e-3 * rng.normal(size=solution.size)
+        ) >= documented(solution)
 
 
 # -- behaviour ------------------------------------------------------------------
@@ -171,7 +174,9 @@ def test_zero_weight_rows_have_no_effect(with_nan):
     padded = SoftmaxGate().fit(
         np.vstack([X, junk_X]), np.vstack([R, junk_R]), np.r_[w, np.zeros(6)]
     )
-    np.testing.assert_allclose(padded.predict_proba(X), reference.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(
+        padded.predict_proba(X), reference.predict_proba(X), atol=1e-6
+    )
     np.testing.assert_allclose(padded.coef_, reference.coef_, atol=1e-5)
 
 
@@ -187,8 +192,12 @@ def test_integer_weights_equal_repeated_rows():
     X, R, _ = make_problem(n=12)
     counts = np.array([1, 2, 3, 1, 1, 2, 1, 3, 1, 1, 2, 1])
     weighted = SoftmaxGate().fit(X, R, counts.astype(float))
-    repeated = SoftmaxGate().fit(np.repeat(X, counts, axis=0), np.repeat(R, counts, axis=0))
-    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-6)
+    repeated = SoftmaxGate().fit(
+        np.repeat(X, counts, axis=0), np.repeat(R, counts, axis=0)
+    )
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-6
+    )
 
 
 def documented_value(gate, X, R, w, C):
@@ -215,14 +224,18 @@ def test_warm_start_reaches_the_cold_start_optimum(change):
     X_new = X2 if change == "X" else X
     R_new = R2 if change == "targets" else R
     # new weights that move the weighted mean and spread of X
-    w_new = np.where(X[:, 0] > np.median(X[:, 0]), 5.0, 0.2) if change == "weights" else w
+    w_new = (
+        np.where(X[:, 0] > np.median(X[:, 0]), 5.0, 0.2) if change == "weights" else w
+    )
     warm = SoftmaxGate(C=C, tol=1e-9, max_iter=500).fit(X, R, w)
     warm.fit(X_new, R_new, w_new, warm_start=True)
     cold = SoftmaxGate(C=C, tol=1e-9, max_iter=500).fit(X_new, R_new, w_new)
     warm_value = documented_value(warm, X_new, R_new, w_new, C)
     cold_value = documented_value(cold, X_new, R_new, w_new, C)
     assert abs(warm_value - cold_value) <= 1e-8 * cold_value
-    np.testing.assert_allclose(warm.predict_proba(X_new), cold.predict_proba(X_new), atol=1e-4)
+    np.testing.assert_allclose(
+        warm.predict_proba(X_new), cold.predict_proba(X_new), atol=1e-4
+    )
 
 
 def test_documented_value_reads_the_coefficients_back():
@@ -357,5 +370,7 @@ def test_gate_is_the_same_with_metadata_routing_enabled():
     X, R, w = make_problem()
     reference = SoftmaxGate().fit(X, R, w).predict_proba(X)
     with sklearn.config_context(enable_metadata_routing=True):
-        np.testing.assert_allclose(SoftmaxGate().fit(X, R, w).predict_proba(X), reference)
+        np.testing.assert_allclose(
+            SoftmaxGate().fit(X, R, w).predict_proba(X), reference
+        )
         np.testing.assert_allclose(features(X, w), standardise(X, w))

@@ -15,6 +15,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from skmoe import ExpertCollapseWarning, MoEClassifier, MoERegressor, SoftmaxGate
+
 from _helpers import (
     CountingClassifier,
     clear_fit_log,
@@ -23,7 +25,6 @@ from _helpers import (
     regime_data,
     row_indices,
 )
-from skmoe import ExpertCollapseWarning, MoEClassifier, MoERegressor, SoftmaxGate
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +48,9 @@ def _experts():
 
 def test_pipeline(data):
     X, y = data
-    pipe = make_pipeline(StandardScaler(), MoEClassifier(_experts(), max_iter=3,
-                                                         random_state=0))
+    pipe = make_pipeline(
+        StandardScaler(), MoEClassifier(_experts(), max_iter=3, random_state=0)
+    )
     pipe.fit(X, y)
     moe = pipe[-1]
     assert moe.n_features_in_ == 2
@@ -62,8 +64,9 @@ def test_pipeline(data):
 
 def test_grid_search_over_a_named_experts_parameter(data):
     X, y = data
-    pipe = make_pipeline(StandardScaler(), MoEClassifier(_experts(), max_iter=2,
-                                                         random_state=0))
+    pipe = make_pipeline(
+        StandardScaler(), MoEClassifier(_experts(), max_iter=2, random_state=0)
+    )
     assert "moeclassifier__lr__C" in pipe.get_params()
     search = GridSearchCV(pipe, {"moeclassifier__lr__C": [0.01, 1.0]}, cv=3)
     search.fit(X, y)
@@ -78,8 +81,13 @@ def test_grid_search_over_a_named_experts_parameter(data):
 
 def test_grid_search_over_the_template_and_gate(data):
     X, y = data
-    moe = MoEClassifier(DecisionTreeClassifier(), n_experts=2, gate=SoftmaxGate(),
-                        max_iter=2, random_state=0)
+    moe = MoEClassifier(
+        DecisionTreeClassifier(),
+        n_experts=2,
+        gate=SoftmaxGate(),
+        max_iter=2,
+        random_state=0,
+    )
     params = moe.get_params()
     assert "experts__max_depth" in params and "gate__C" in params
     search = GridSearchCV(
@@ -96,8 +104,13 @@ def test_grid_search_over_the_template_and_gate(data):
 
 def test_gate_C_changes_the_gate(data):
     X, y = data
-    weak = MoEClassifier(LogisticRegression(), n_experts=2, gate=SoftmaxGate(C=1e-4),
-                         max_iter=2, random_state=0).fit(X, y)
+    weak = MoEClassifier(
+        LogisticRegression(),
+        n_experts=2,
+        gate=SoftmaxGate(C=1e-4),
+        max_iter=2,
+        random_state=0,
+    ).fit(X, y)
     strong = clone(weak).set_params(gate__C=100.0).fit(X, y)
     assert strong.gate_.C == 100.0
     assert np.abs(weak.gate_.coef_).max() < np.abs(strong.gate_.coef_).max()
@@ -105,8 +118,11 @@ def test_gate_C_changes_the_gate(data):
 
 def test_set_params_replaces_and_drops_experts_by_name(data):
     X, y = data
-    moe = MoEClassifier(_experts() + [("deep", DecisionTreeClassifier(max_depth=5))],
-                        max_iter=2, random_state=0)
+    moe = MoEClassifier(
+        _experts() + [("deep", DecisionTreeClassifier(max_depth=5))],
+        max_iter=2,
+        random_state=0,
+    )
     moe.set_params(tree=LogisticRegression(C=0.5), deep="drop", lr__C=2.0)
     assert dict(moe.experts)["lr"].C == 2.0
     assert isinstance(dict(moe.experts)["tree"], LogisticRegression)
@@ -120,8 +136,13 @@ def test_set_params_replaces_and_drops_experts_by_name(data):
 
 def test_cross_validate(data):
     X, y = data
-    result = cross_validate(MoEClassifier(_experts(), max_iter=2, random_state=0),
-                            X, y, cv=3, scoring=["accuracy", "neg_log_loss"])
+    result = cross_validate(
+        MoEClassifier(_experts(), max_iter=2, random_state=0),
+        X,
+        y,
+        cv=3,
+        scoring=["accuracy", "neg_log_loss"],
+    )
     assert result["test_accuracy"].shape == (3,)
     assert np.all(np.isfinite(result["test_neg_log_loss"]))
     assert np.mean(result["test_accuracy"]) > 0.6
@@ -131,18 +152,22 @@ def test_cross_validate_regressor():
     X, y, _ = regime_data(n_samples=150)
     result = cross_validate(
         MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0),
-        X, y, cv=KFold(3, shuffle=True, random_state=0),
+        X,
+        y,
+        cv=KFold(3, shuffle=True, random_state=0),
     )
     assert np.all(result["test_score"] > 0.9)
 
 
 def _frame(n_samples=160, random_state=0):
     rng = np.random.RandomState(random_state)
-    frame = pd.DataFrame({
-        "x": rng.uniform(-1, 1, n_samples),
-        "z": rng.normal(size=n_samples),
-        "shop": rng.choice(["north", "south", "east"], n_samples),
-    })
+    frame = pd.DataFrame(
+        {
+            "x": rng.uniform(-1, 1, n_samples),
+            "z": rng.normal(size=n_samples),
+            "shop": rng.choice(["north", "south", "east"], n_samples),
+        }
+    )
     y = ((frame["x"] > 0) ^ (frame["shop"] == "east")).astype(int).to_numpy()
     return frame, y
 
@@ -169,7 +194,8 @@ def test_pandas_output_from_the_transformer_sets_feature_names():
     pipe = make_pipeline(
         ColumnTransformer(
             [("shop", OneHotEncoder(sparse_output=False), ["shop"])],
-            remainder="passthrough", verbose_feature_names_out=False,
+            remainder="passthrough",
+            verbose_feature_names_out=False,
         ),
         MoEClassifier(_experts(), max_iter=3, random_state=0),
     ).set_output(transform="pandas")
@@ -229,11 +255,14 @@ def test_series_target_and_dataframe_in_pipeline():
 def test_pipeline_expert_receives_the_weights_in_its_final_step(data):
     X, y = data
     clear_fit_log()
-    pipe_expert = Pipeline([("scale", StandardScaler()),
-                            ("clf", CountingClassifier(tag="final-step"))])
-    moe = MoEClassifier([("pipe", pipe_expert),
-                         ("tree", DecisionTreeClassifier(max_depth=2))],
-                        max_iter=3, random_state=0).fit(X, y)
+    pipe_expert = Pipeline(
+        [("scale", StandardScaler()), ("clf", CountingClassifier(tag="final-step"))]
+    )
+    moe = MoEClassifier(
+        [("pipe", pipe_expert), ("tree", DecisionTreeClassifier(max_depth=2))],
+        max_iter=3,
+        random_state=0,
+    ).fit(X, y)
     records = fits("final-step")
     assert len(records) == moe.n_iter_
     assert len(records) >= 2
@@ -254,17 +283,25 @@ def test_pipeline_expert_fit_differs_from_unweighted(data):
     X, y = data
     clear_fit_log()
     moe = MoEClassifier(
-        [("pipe", make_pipeline(StandardScaler(),
-                                CountingClassifier(LogisticRegression(), tag="lr"))),
-         ("tree", DecisionTreeClassifier(max_depth=2))],
-        max_iter=3, random_state=0,
+        [
+            (
+                "pipe",
+                make_pipeline(
+                    StandardScaler(), CountingClassifier(LogisticRegression(), tag="lr")
+                ),
+            ),
+            ("tree", DecisionTreeClassifier(max_depth=2)),
+        ],
+        max_iter=3,
+        random_state=0,
     ).fit(X, y)
     fitted = moe.named_experts_.pipe
     assert isinstance(fitted, Pipeline)
     last = fits("lr")[-1]  # the share and weights its final step was given
     coef = fitted[-1].estimator_.coef_
-    weighted = LogisticRegression().fit(last.X, y[_rows_of(fitted, X, last.X)],
-                                        sample_weight=last.sample_weight)
+    weighted = LogisticRegression().fit(
+        last.X, y[_rows_of(fitted, X, last.X)], sample_weight=last.sample_weight
+    )
     unweighted = LogisticRegression().fit(last.X, y[_rows_of(fitted, X, last.X)])
     np.testing.assert_allclose(coef, weighted.coef_, rtol=1e-6)
     assert not np.allclose(coef, unweighted.coef_, rtol=1e-2)
@@ -278,7 +315,12 @@ def _rows_of(pipeline, X, X_scaled):
 
 def test_pipeline_regressor_expert():
     X, y, _ = regime_data(n_samples=150)
-    moe = MoERegressor(make_pipeline(StandardScaler(), DecisionTreeRegressor(max_depth=2)),
-                       n_experts=2, top_k=1, max_iter=3, random_state=0).fit(X, y)
+    moe = MoERegressor(
+        make_pipeline(StandardScaler(), DecisionTreeRegressor(max_depth=2)),
+        n_experts=2,
+        top_k=1,
+        max_iter=3,
+        random_state=0,
+    ).fit(X, y)
     assert moe.score(X, y) > 0.8
     assert "experts__decisiontreeregressor__max_depth" in moe.get_params()

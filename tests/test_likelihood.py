@@ -70,7 +70,9 @@ def test_classification_empty_output_and_noise():
     likelihood = ClassificationLikelihood(3)
     assert likelihood.empty_output(0).shape == (0, 3)
     assert likelihood.empty_output(4).shape == (4, 3)
-    assert likelihood.noise(np.ones((2, 3)) / 3, np.array([0, 1]), np.ones(2), 1.0) is None
+    assert (
+        likelihood.noise(np.ones((2, 3)) / 3, np.array([0, 1]), np.ones(2), 1.0) is None
+    )
 
 
 # -- regression ---------------------------------------------------------------------
@@ -91,12 +93,16 @@ def test_noise_is_the_weighted_residual_variance():
     output = np.array([1.5, 2.0, 2.0, 5.0])
     weights = np.array([1.0, 2.0, 0.5, 0.5])
     # residuals -0.5, 0, 1, -1: (0.25 + 0 + 0.5 + 0.5) / 4
-    assert GaussianLikelihood().noise(output, y, weights, y_scale=1.0) == pytest.approx(0.3125)
+    assert GaussianLikelihood().noise(output, y, weights, y_scale=1.0) == pytest.approx(
+        0.3125
+    )
 
 
 def test_noise_ignores_zero_weight_rows():
     y, output = np.array([0.0, 1.0, 100.0]), np.array([0.5, 0.5, -100.0])
-    noise = GaussianLikelihood().noise(output, y, np.array([1.0, 1.0, 0.0]), y_scale=1.0)
+    noise = GaussianLikelihood().noise(
+        output, y, np.array([1.0, 1.0, 0.0]), y_scale=1.0
+    )
     assert noise == pytest.approx(0.25)
 
 

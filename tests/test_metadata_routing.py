@@ -35,7 +35,9 @@ def _pipeline(request_weights):
 
 def test_requested_weights_are_passed_to_the_pipeline(routing_enabled):
     weights = np.arange(3.0)
-    assert sample_weight_fit_params(_pipeline(True), weights)["sample_weight"] is weights
+    assert (
+        sample_weight_fit_params(_pipeline(True), weights)["sample_weight"] is weights
+    )
 
 
 def test_unrequested_weights_mean_a_weighted_resample(routing_enabled):
@@ -56,6 +58,9 @@ def test_routing_mode_fit_weights_the_final_step_only_when_requested(
 def test_an_incomplete_request_is_the_users_error_not_a_fallback(routing_enabled):
     X, y = make_classification(100, random_state=0)
     model = LogisticRegression().set_fit_request(sample_weight=True)
-    experts = [("lr", make_pipeline(StandardScaler(), model)), ("b", LogisticRegression())]
+    experts = [
+        ("lr", make_pipeline(StandardScaler(), model)),
+        ("b", LogisticRegression()),
+    ]
     with pytest.raises(UnsetMetadataPassedError):
         MoEClassifier(experts, max_iter=2, random_state=0).fit(X, y)

@@ -14,13 +14,14 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import skmoe
 import skmoe._base
-from _helpers import regime_classification, regime_data
 from skmoe import (
     ExpertCollapseWarning,
     InconsistentVersionWarning,
     MoEClassifier,
     MoERegressor,
 )
+
+from _helpers import regime_classification, regime_data
 
 
 def _fit(moe, X, y):
@@ -47,20 +48,26 @@ def fitted_classifier(classification):
     labels = np.array(["no", "yes"])[y]
     return _fit(
         MoEClassifier(
-            [("lr", LogisticRegression()),
-             ("tree", DecisionTreeClassifier(max_depth=3)),
-             ("forest", RandomForestClassifier(n_estimators=5, max_depth=3))],
-            top_k=2, max_iter=4, random_state=0,
+            [
+                ("lr", LogisticRegression()),
+                ("tree", DecisionTreeClassifier(max_depth=3)),
+                ("forest", RandomForestClassifier(n_estimators=5, max_depth=3)),
+            ],
+            top_k=2,
+            max_iter=4,
+            random_state=0,
         ),
-        X, labels,
+        X,
+        labels,
     )
 
 
 @pytest.fixture(scope="module")
 def fitted_regressor(regression):
     X, y = regression
-    return _fit(MoERegressor(LinearRegression(), n_experts=3, max_iter=4,
-                             random_state=0), X, y)
+    return _fit(
+        MoERegressor(LinearRegression(), n_experts=3, max_iter=4, random_state=0), X, y
+    )
 
 
 def _classifier_outputs(moe, X):
@@ -96,7 +103,9 @@ def test_classifier_round_trip(fitted_classifier, classification, round_trip, tm
         warnings.simplefilter("error", InconsistentVersionWarning)
         loaded = round_trip(fitted_classifier, tmp_path)
     assert loaded is not fitted_classifier
-    _assert_same(_classifier_outputs(fitted_classifier, X), _classifier_outputs(loaded, X))
+    _assert_same(
+        _classifier_outputs(fitted_classifier, X), _classifier_outputs(loaded, X)
+    )
     np.testing.assert_array_equal(loaded.classes_, fitted_classifier.classes_)
     assert loaded.expert_names_ == fitted_classifier.expert_names_
     assert loaded.loss_curve_ == fitted_classifier.loss_curve_
@@ -110,9 +119,12 @@ def test_regressor_round_trip(fitted_regressor, regression, round_trip, tmp_path
         warnings.simplefilter("error", InconsistentVersionWarning)
         loaded = round_trip(fitted_regressor, tmp_path)
     for data in (X, X_new):
-        _assert_same(_regressor_outputs(fitted_regressor, data),
-                     _regressor_outputs(loaded, data))
-    np.testing.assert_array_equal(loaded.noise_variance_, fitted_regressor.noise_variance_)
+        _assert_same(
+            _regressor_outputs(fitted_regressor, data), _regressor_outputs(loaded, data)
+        )
+    np.testing.assert_array_equal(
+        loaded.noise_variance_, fitted_regressor.noise_variance_
+    )
 
 
 def test_loaded_model_can_be_refitted(fitted_regressor, regression):
@@ -158,12 +170,19 @@ def test_loading_a_pickle_without_a_stamp_warns(fitted_regressor):
 
 def test_same_random_state_gives_identical_fits(classification):
     X, y = classification
-    experts = [("forest", RandomForestClassifier(n_estimators=5, max_depth=4)),
-               ("tree", DecisionTreeClassifier(max_features=0.5, max_depth=4))]
+    experts = [
+        ("forest", RandomForestClassifier(n_estimators=5, max_depth=4)),
+        ("tree", DecisionTreeClassifier(max_features=0.5, max_depth=4)),
+    ]
 
     def fit(random_state):
-        return _fit(MoEClassifier(experts, init="random", max_iter=3,
-                                  random_state=random_state), X, y)
+        return _fit(
+            MoEClassifier(
+                experts, init="random", max_iter=3, random_state=random_state
+            ),
+            X,
+            y,
+        )
 
     first, second = fit(0), fit(0)
     _assert_same(_classifier_outputs(first, X), _classifier_outputs(second, X))
@@ -182,9 +201,18 @@ def test_same_random_state_with_kmeans_clones(regression):
 
 def test_user_seeds_are_kept(classification):
     X, y = classification
-    moe = _fit(MoEClassifier([("tree", DecisionTreeClassifier(random_state=123)),
-                              ("free", DecisionTreeClassifier())],
-                             max_iter=2, random_state=0), X, y)
+    moe = _fit(
+        MoEClassifier(
+            [
+                ("tree", DecisionTreeClassifier(random_state=123)),
+                ("free", DecisionTreeClassifier()),
+            ],
+            max_iter=2,
+            random_state=0,
+        ),
+        X,
+        y,
+    )
     assert moe.named_experts_.tree.random_state == 123
     assert isinstance(moe.named_experts_.free.random_state, int | np.integer)
     # the user's unfitted experts are left as they were
@@ -195,16 +223,20 @@ def test_user_seeds_are_kept(classification):
 def test_n_jobs_does_not_change_the_result(kind, classification, regression):
     if kind == "classifier":
         X, y = classification
-        experts = [("forest", RandomForestClassifier(n_estimators=5, max_depth=4)),
-                   ("tree", DecisionTreeClassifier(max_features=0.5))]
+        experts = [
+            ("forest", RandomForestClassifier(n_estimators=5, max_depth=4)),
+            ("tree", DecisionTreeClassifier(max_features=0.5)),
+        ]
         make = lambda n_jobs: MoEClassifier(  # noqa: E731
             experts, cv=2, max_iter=3, random_state=0, n_jobs=n_jobs
         )
         outputs = _classifier_outputs
     else:
         X, y = regression
-        experts = [("forest", RandomForestRegressor(n_estimators=5, max_depth=4)),
-                   ("tree", DecisionTreeRegressor(max_features=0.5, max_depth=4))]
+        experts = [
+            ("forest", RandomForestRegressor(n_estimators=5, max_depth=4)),
+            ("tree", DecisionTreeRegressor(max_features=0.5, max_depth=4)),
+        ]
         make = lambda n_jobs: MoERegressor(  # noqa: E731
             experts, top_k=1, max_iter=3, random_state=0, n_jobs=n_jobs
         )

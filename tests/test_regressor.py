@@ -9,8 +9,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
 
-from _helpers import CountingRegressor, regime_data, row_indices
 from skmoe import ExpertCollapseWarning, MoERegressor
+
+from _helpers import CountingRegressor, regime_data, row_indices
 
 NOISE = 0.05
 
@@ -128,8 +129,9 @@ def test_top_1_std_is_the_routed_experts_noise(top1):
 
 
 def test_std_is_larger_between_regimes(dense):
-    _, std = dense.predict(np.array([[-0.9], [-0.02], [0.0], [0.02], [0.9]]),
-                           return_std=True)
+    _, std = dense.predict(
+        np.array([[-0.9], [-0.02], [0.0], [0.02], [0.9]]), return_std=True
+    )
     far = max(std[0], std[-1])
     assert far < 2 * NOISE
     # at the boundary the gate hesitates and the experts disagree by ~1
@@ -144,8 +146,9 @@ def test_constant_or_tiny_target_stays_finite(scale):
     rng = np.random.RandomState(0)
     X = rng.uniform(-1, 1, size=(100, 2))
     y = 3.0 + scale * rng.randn(100)
-    moe = _fit(MoERegressor(LinearRegression(), n_experts=2, max_iter=5,
-                            random_state=0), X, y)
+    moe = _fit(
+        MoERegressor(LinearRegression(), n_experts=2, max_iter=5, random_state=0), X, y
+    )
     mean, std = moe.predict(X, return_std=True)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
     np.testing.assert_allclose(mean, 3.0, atol=1e-6)
@@ -159,8 +162,13 @@ def test_exact_fit_has_finite_loss(regimes):
     # floor keeps the likelihood finite
     X, _, _ = regimes
     y = np.where(X[:, 0] < 0, -3 * X[:, 0], 2 * X[:, 0] + 1)
-    moe = _fit(MoERegressor(LinearRegression(), n_experts=2, top_k=1, max_iter=5,
-                            random_state=0), X, y)
+    moe = _fit(
+        MoERegressor(
+            LinearRegression(), n_experts=2, top_k=1, max_iter=5, random_state=0
+        ),
+        X,
+        y,
+    )
     assert np.all(np.isfinite(moe.loss_curve_))
     assert np.all(moe.noise_variance_ > 0)
     assert np.all(np.isfinite(moe.predict(X, return_std=True)[1]))
@@ -168,10 +176,14 @@ def test_exact_fit_has_finite_loss(regimes):
 
 def test_large_target_scale_gives_the_same_routing(regimes):
     X, y, _ = regimes
-    small = _fit(MoERegressor(LinearRegression(), n_experts=2, top_k=1,
-                              random_state=0), X, y)
-    large = _fit(MoERegressor(LinearRegression(), n_experts=2, top_k=1,
-                              random_state=0), X, 1e6 * y)
+    small = _fit(
+        MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0), X, y
+    )
+    large = _fit(
+        MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0),
+        X,
+        1e6 * y,
+    )
     np.testing.assert_array_equal(small.gate_proba(X) > 0, large.gate_proba(X) > 0)
     np.testing.assert_allclose(large.predict(X), 1e6 * small.predict(X), rtol=1e-6)
 
@@ -182,8 +194,13 @@ def test_large_target_scale_gives_the_same_routing(regimes):
 @pytest.mark.parametrize("top_k", [None, 1, 2, 3])
 def test_top_k_modes(regimes, top_k):
     X, y, _ = regimes
-    moe = _fit(MoERegressor(Ridge(alpha=1e-3), n_experts=3, top_k=top_k,
-                            max_iter=5, random_state=0), X, y)
+    moe = _fit(
+        MoERegressor(
+            Ridge(alpha=1e-3), n_experts=3, top_k=top_k, max_iter=5, random_state=0
+        ),
+        X,
+        y,
+    )
     G = moe.gate_proba(X)
     np.testing.assert_allclose(G.sum(axis=1), 1.0)
     expected = 3 if top_k is None else top_k
@@ -193,8 +210,13 @@ def test_top_k_modes(regimes, top_k):
 
 def test_each_expert_predicts_only_its_routed_rows(regimes):
     X, y, _ = regimes
-    moe = _fit(MoERegressor(CountingRegressor(), n_experts=4, top_k=1, max_iter=4,
-                            random_state=0), X, y)
+    moe = _fit(
+        MoERegressor(
+            CountingRegressor(), n_experts=4, top_k=1, max_iter=4, random_state=0
+        ),
+        X,
+        y,
+    )
     X_new = np.linspace(-1, 1, 101)[:, None]
     G = moe.gate_proba(X_new)
     for expert in moe.experts_:
@@ -210,9 +232,15 @@ def test_each_expert_predicts_only_its_routed_rows(regimes):
 def test_many_tree_experts_with_top_1(regimes):
     X, y, _ = regimes
     moe = _fit(
-        MoERegressor(experts=DecisionTreeRegressor(max_depth=3), n_experts=8, top_k=1,
-                     max_iter=5, random_state=0),
-        X, y,
+        MoERegressor(
+            experts=DecisionTreeRegressor(max_depth=3),
+            n_experts=8,
+            top_k=1,
+            max_iter=5,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     assert len(moe.experts_) == 8
     assert moe.expert_names_ == [f"decisiontreeregressor_{i}" for i in range(8)]
@@ -226,10 +254,13 @@ def test_many_tree_experts_with_top_1(regimes):
 def test_mixed_experts_list(regimes):
     X, y, _ = regimes
     moe = _fit(
-        MoERegressor([("lin", LinearRegression()),
-                      ("tree", DecisionTreeRegressor(max_depth=2))],
-                     max_iter=5, random_state=0),
-        X, y,
+        MoERegressor(
+            [("lin", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=2))],
+            max_iter=5,
+            random_state=0,
+        ),
+        X,
+        y,
     )
     assert moe.expert_names_ == ["lin", "tree"]
     assert set(moe.named_experts_) == {"lin", "tree"}
@@ -245,8 +276,9 @@ def test_regressor_refuses_bad_input(regimes):
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         MoERegressor(LinearRegression(), n_experts=2).fit(X_nan, y)
-    moe = _fit(MoERegressor(LinearRegression(), n_experts=2, max_iter=2,
-                            random_state=0), X, y)
+    moe = _fit(
+        MoERegressor(LinearRegression(), n_experts=2, max_iter=2, random_state=0), X, y
+    )
     with pytest.raises(ValueError, match="features"):
         moe.predict(np.hstack([X, X]))
     with pytest.raises(ValueError):

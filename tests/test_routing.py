@@ -74,7 +74,9 @@ def test_minus_inf_experts_are_never_selected(top_k):
 
 def test_minus_inf_is_not_picked_even_when_it_is_the_lowest_index():
     log_gate = np.array([[-np.inf, -np.inf, -3.0, -0.1]])
-    np.testing.assert_array_equal(top_k_mask(log_gate, 3)[0], [False, False, True, True])
+    np.testing.assert_array_equal(
+        top_k_mask(log_gate, 3)[0], [False, False, True, True]
+    )
 
 
 @pytest.mark.parametrize("top_k", [None, 5, 9])
@@ -111,7 +113,9 @@ def test_routed_weights_keep_ratios_between_kept_experts():
 def test_full_mask_leaves_normalised_weights_unchanged():
     log_gate = random_log_gate(n=10, E=3)
     np.testing.assert_allclose(
-        routed_log_weights(log_gate, np.ones_like(log_gate, dtype=bool)), log_gate, atol=1e-12
+        routed_log_weights(log_gate, np.ones_like(log_gate, dtype=bool)),
+        log_gate,
+        atol=1e-12,
     )
 
 

@@ -87,16 +87,16 @@ def test_fit_params_plain_estimator():
                     ("prep", StandardScaler()),
                     (
                         "inner",
-                        Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression())]),
+                        Pipeline(
+                            [("scale", StandardScaler()), ("lr", LogisticRegression())]
+                        ),
                     ),
                 ]
             ),
             "inner__lr__sample_weight",
         ),
         (
-            Pipeline(
-                [("a", Pipeline([("b", Pipeline([("c", Ridge())]))]))]
-            ),
+            Pipeline([("a", Pipeline([("b", Pipeline([("c", Ridge())]))]))]),
             "a__b__c__sample_weight",
         ),
     ],
@@ -130,10 +130,17 @@ def test_fit_params_none_when_weights_cannot_be_taken(estimator):
 @pytest.mark.parametrize(
     "make_expert, last_step, target",
     [
-        (lambda: make_pipeline(StandardScaler(), LogisticRegression()), LogisticRegression, "y"),
+        (
+            lambda: make_pipeline(StandardScaler(), LogisticRegression()),
+            LogisticRegression,
+            "y",
+        ),
         (
             lambda: Pipeline(
-                [("scale", StandardScaler()), ("inner", Pipeline([("ridge", Ridge(alpha=3.0))]))]
+                [
+                    ("scale", StandardScaler()),
+                    ("inner", Pipeline([("ridge", Ridge(alpha=3.0))])),
+                ]
             ),
             lambda: Ridge(alpha=3.0),
             "y_reg",
@@ -141,7 +148,9 @@ def test_fit_params_none_when_weights_cannot_be_taken(estimator):
     ],
     ids=["pipeline-lr", "nested-ridge"],
 )
-def test_weighted_pipeline_equals_weighted_final_step(data, make_expert, last_step, target):
+def test_weighted_pipeline_equals_weighted_final_step(
+    data, make_expert, last_step, target
+):
     X, y, y_reg, w = data
     target = y if target == "y" else y_reg
     pipe = make_expert()
@@ -156,7 +165,9 @@ def test_weighted_pipeline_equals_weighted_final_step(data, make_expert, last_st
     while isinstance(final, Pipeline):
         final = final.steps[-1][1]
     np.testing.assert_allclose(final.coef_, weighted.coef_, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(final.intercept_, weighted.intercept_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        final.intercept_, weighted.intercept_, rtol=1e-6, atol=1e-8
+    )
     # the weights made a difference, so the comparison above means something
     assert not np.allclose(final.coef_, unweighted.coef_, rtol=1e-3)
 
@@ -165,7 +176,9 @@ def test_weighted_plain_estimator_equals_direct_weighted_fit(data):
     X, _, y_reg, w = data
     fitted, failure = fit_weighted(Ridge(), X, y_reg, w, n_draws=len(X), seed=0)
     assert failure is None
-    np.testing.assert_allclose(fitted.coef_, Ridge().fit(X, y_reg, sample_weight=w).coef_)
+    np.testing.assert_allclose(
+        fitted.coef_, Ridge().fit(X, y_reg, sample_weight=w).coef_
+    )
 
 
 def test_weighted_pipeline_under_metadata_routing(data):
@@ -179,7 +192,9 @@ def test_weighted_pipeline_under_metadata_routing(data):
         )
         fitted, failure = fit_weighted(pipe, X, y, w, n_draws=len(X), seed=0)
         assert failure is None, failure
-    reference = LogisticRegression().fit(StandardScaler().fit_transform(X), y, sample_weight=w)
+    reference = LogisticRegression().fit(
+        StandardScaler().fit_transform(X), y, sample_weight=w
+    )
     np.testing.assert_allclose(fitted[-1].coef_, reference.coef_, rtol=1e-6)
 
 
@@ -201,7 +216,9 @@ def resample_expert(w, n_draws, seed, expert=None):
     X = np.arange(len(w), dtype=float).reshape(-1, 1)
     y = np.arange(len(w)) % 2
     expert = RecordingClassifier() if expert is None else expert
-    fitted, failure = fit_weighted(expert, X, y, np.asarray(w, float), n_draws=n_draws, seed=seed)
+    fitted, failure = fit_weighted(
+        expert, X, y, np.asarray(w, float), n_draws=n_draws, seed=seed
+    )
     assert failure is None
     return fitted
 
@@ -241,7 +258,9 @@ def test_weighted_resample_function():
     rows = weighted_resample(w, 50, np.random.default_rng(0))
     assert rows.shape == (50,)
     assert set(rows) == {1, 3}
-    np.testing.assert_array_equal(rows, weighted_resample(w, 50, np.random.default_rng(0)))
+    np.testing.assert_array_equal(
+        rows, weighted_resample(w, 50, np.random.default_rng(0))
+    )
 
 
 def test_knn_is_fitted_on_a_weighted_resample():
@@ -275,14 +294,20 @@ def test_pipeline_without_weights_is_fitted_on_a_resample():
     "expert, target, dummy_type",
     [
         (LogisticRegression(), "single-class", DummyClassifier),
-        (make_pipeline(StandardScaler(), LogisticRegression()), "single-class", DummyClassifier),
+        (
+            make_pipeline(StandardScaler(), LogisticRegression()),
+            "single-class",
+            DummyClassifier,
+        ),
         (FailingClassifier(), "y", DummyClassifier),
         (PLSRegression(n_components=4), "y_reg", DummyRegressor),  # X has 3 columns
         (FailingRegressor(), "y_reg", DummyRegressor),
     ],
     ids=["lr-one-class", "pipeline-one-class", "failing-clf", "pls", "failing-reg"],
 )
-def test_failure_falls_back_to_a_weighted_constant_model(data, expert, target, dummy_type):
+def test_failure_falls_back_to_a_weighted_constant_model(
+    data, expert, target, dummy_type
+):
     X, y, y_reg, w = data
     target = {"single-class": np.full(len(X), 3), "y": y, "y_reg": y_reg}[target]
     fitted, failure = fit_weighted(expert, X, target, w, n_draws=len(X), seed=0)
@@ -291,13 +316,17 @@ def test_failure_falls_back_to_a_weighted_constant_model(data, expert, target, d
     if dummy_type is DummyRegressor:
         np.testing.assert_allclose(fitted.predict(X[:2]), np.average(target, weights=w))
     else:
-        expected = np.array([np.average(target == c, weights=w) for c in fitted.classes_])
+        expected = np.array(
+            [np.average(target == c, weights=w) for c in fitted.classes_]
+        )
         np.testing.assert_allclose(fitted.predict_proba(X[:2]), [expected, expected])
 
 
 def test_failure_message_says_why(data):
     X, _, _, w = data
-    _, failure = fit_weighted(LogisticRegression(), X, np.zeros(len(X), int), w, n_draws=40, seed=0)
+    _, failure = fit_weighted(
+        LogisticRegression(), X, np.zeros(len(X), int), w, n_draws=40, seed=0
+    )
     assert failure.startswith("ValueError: ")
     assert "class" in failure
     _, failure = fit_weighted(FailingRegressor(), X, X[:, 0], w, n_draws=40, seed=0)
@@ -324,7 +353,9 @@ def test_invalid_parameters_are_raised_not_swallowed(data, expert):
 def test_memory_error_is_raised_not_swallowed(data):
     X, _, y_reg, w = data
     with pytest.raises(MemoryError):
-        fit_weighted(FailingRegressor(error=MemoryError), X, y_reg, w, n_draws=40, seed=0)
+        fit_weighted(
+            FailingRegressor(error=MemoryError), X, y_reg, w, n_draws=40, seed=0
+        )
 
 
 def test_fit_weighted_fits_in_place_for_warm_start(data):
@@ -343,7 +374,9 @@ def test_constant_model_weighted_class_prior():
     w = np.array([1.0, 3.0, 2.0, 4.0])
     dummy = constant_model(LogisticRegression(), X, y, w)
     assert isinstance(dummy, DummyClassifier) and dummy.strategy == "prior"
-    np.testing.assert_allclose(dummy.predict_proba(np.ones((2, 2))), [[0.4, 0.2, 0.4]] * 2)
+    np.testing.assert_allclose(
+        dummy.predict_proba(np.ones((2, 2))), [[0.4, 0.2, 0.4]] * 2
+    )
 
 
 @pytest.mark.parametrize(
@@ -368,7 +401,11 @@ def test_constant_model_of_a_classifier_pipeline_is_a_classifier():
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_constant_model_with_zero_total_weight_is_unweighted(kind):
     X = np.zeros((4, 1))
-    y = np.array([0, 1, 1, 1]) if kind == "classifier" else np.array([0.0, 1.0, 1.0, 2.0])
+    y = (
+        np.array([0, 1, 1, 1])
+        if kind == "classifier"
+        else np.array([0.0, 1.0, 1.0, 2.0])
+    )
     estimator = LogisticRegression() if kind == "classifier" else Ridge()
     dummy = constant_model(estimator, X, y, np.zeros(4))
     if kind == "classifier":
