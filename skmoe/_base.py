@@ -56,7 +56,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "verbose": ["verbose"],
     }
 
-    @abstractmethod
+    # MoEClassifier and MoERegressor take exactly these parameters, so they
+    # inherit this __init__ (and get_params reads its signature).
     def __init__(
         self,
         experts,

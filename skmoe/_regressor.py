@@ -96,39 +96,6 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     array([1.5, 2. ])
     """
 
-    def __init__(
-        self,
-        experts,
-        *,
-        n_experts=None,
-        top_k=None,
-        training="em",
-        gate="softmax",
-        init="auto",
-        max_iter=20,
-        tol=1e-3,
-        n_init=1,
-        cv=None,
-        n_jobs=None,
-        random_state=None,
-        verbose=0,
-    ):
-        super().__init__(
-            experts,
-            n_experts=n_experts,
-            top_k=top_k,
-            training=training,
-            gate=gate,
-            init=init,
-            max_iter=max_iter,
-            tol=tol,
-            n_init=n_init,
-            cv=cv,
-            n_jobs=n_jobs,
-            random_state=random_state,
-            verbose=verbose,
-        )
-
     _expert_kind = "regressor"
 
     def _prepare_target(self, y, sample_weight):

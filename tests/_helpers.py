@@ -10,13 +10,25 @@
   ``sample_weight`` in ``fit``.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 # -- data --------------------------------------------------------------------
+
+
+def quiet_fit(estimator, X, y, **fit_params):
+    """Fit, ignoring sklearn's convergence and skmoe's collapse warnings."""
+    from skmoe import ExpertCollapseWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ExpertCollapseWarning)
+        return estimator.fit(X, y, **fit_params)
 
 
 def regime_data(n_samples=300, noise=0.05, random_state=0):

@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from skmoe import ExpertCollapseWarning, ExpertFallbackWarning, MoEClassifier
+from skmoe import ExpertFallbackWarning, MoEClassifier
 
-from _helpers import CountingClassifier, regime_classification, row_indices
+from _helpers import CountingClassifier, quiet_fit, regime_classification, row_indices
 
 # a cheap expert that copes with a one-class share
 TREE = DecisionTreeClassifier(max_depth=3)
@@ -23,13 +23,6 @@ TWO_EXPERTS = [
     ("lr", LogisticRegression()),
     ("tree", DecisionTreeClassifier(max_depth=3)),
 ]
-
-
-def _fit(moe, X, y, **fit_params):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", ExpertCollapseWarning)
-        return moe.fit(X, y, **fit_params)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ def by_top_k(binary):
     """Three LogisticRegression clones fitted with each top_k."""
     X, y = binary
     return {
-        top_k: _fit(
+        top_k: quiet_fit(
             MoEClassifier(
                 LogisticRegression(),
                 n_experts=3,
@@ -78,12 +71,14 @@ def by_top_k(binary):
 def test_string_labels(binary):
     X, y = binary
     labels = np.array(["spam", "ham"])[y]
-    moe = _fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, labels)
+    moe = quiet_fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, labels)
     np.testing.assert_array_equal(moe.classes_, ["ham", "spam"])
     predicted = moe.predict(X)
     assert set(predicted) <= {"ham", "spam"}
     # same mixture as with the integer labels, columns in classes_ order
-    numeric = _fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, 1 - y)
+    numeric = quiet_fit(
+        MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, 1 - y
+    )
     np.testing.assert_allclose(moe.predict_proba(X), numeric.predict_proba(X))
     assert moe.score(X, labels) > 0.7
 
@@ -91,14 +86,14 @@ def test_string_labels(binary):
 def test_non_contiguous_integer_labels(binary):
     X, y = binary
     labels = np.array([3, 10])[y]
-    moe = _fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, labels)
+    moe = quiet_fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, labels)
     np.testing.assert_array_equal(moe.classes_, [3, 10])
     assert set(moe.predict(X)) <= {3, 10}
 
 
 def test_multiclass(three_classes):
     X, y = three_classes
-    moe = _fit(
+    moe = quiet_fit(
         MoEClassifier(LogisticRegression(), n_experts=3, max_iter=5, random_state=0),
         X,
         y,
@@ -113,7 +108,7 @@ def test_multiclass(three_classes):
 def test_predict_is_argmax_of_predict_proba(three_classes):
     X, y = three_classes
     labels = np.array(["x", "y", "z"])[y]
-    moe = _fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, labels)
+    moe = quiet_fit(MoEClassifier(TWO_EXPERTS, max_iter=5, random_state=0), X, labels)
     proba = moe.predict_proba(X)
     assert np.all(proba >= 0)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -136,7 +131,7 @@ def _regional_classes(n_samples=300, random_state=0):
 def test_experts_with_some_classes_are_aligned_to_classes_():
     X, y, left = _regional_classes()
     R = np.c_[left, ~left].astype(float)
-    moe = _fit(
+    moe = quiet_fit(
         MoEClassifier(
             LogisticRegression(C=100),
             n_experts=2,
@@ -179,7 +174,7 @@ def test_single_class_experts_are_aligned():
     left = X[:, 0] < 0
     y = np.where(left, "a", np.where(X[:, 1] > 0, "b", "c"))
     R = np.c_[left, ~left].astype(float)
-    moe = _fit(
+    moe = quiet_fit(
         MoEClassifier(
             DecisionTreeClassifier(max_depth=3),
             n_experts=2,
@@ -245,7 +240,7 @@ def test_each_expert_predicts_only_its_routed_rows(top_k):
     X, y = regime_classification(n_samples=300, random_state=1)
     X_new, _ = regime_classification(n_samples=120, random_state=2)
     n_experts = 4
-    moe = _fit(
+    moe = quiet_fit(
         MoEClassifier(
             CountingClassifier(TREE),
             n_experts=n_experts,
@@ -346,7 +341,7 @@ def test_nan_with_experts_that_cannot_take_it_is_refused(binary):
         moe.fit(X_nan, y)
     assert "'lr'" in str(info.value)
     # and at predict time
-    _fit(moe, X, y)
+    quiet_fit(moe, X, y)
     with pytest.raises(ValueError, match="NaN"):
         moe.predict(X_nan)
 
@@ -355,7 +350,7 @@ def test_nan_is_accepted_when_every_expert_takes_it(binary):
     X, y = binary
     X_nan = X.copy()
     X_nan[::7, 0] = np.nan
-    moe = _fit(
+    moe = quiet_fit(
         MoEClassifier(
             DecisionTreeClassifier(max_depth=3), n_experts=2, max_iter=2, random_state=0
         ),
@@ -369,7 +364,7 @@ def test_nan_is_accepted_when_every_expert_takes_it(binary):
 
 def test_wrong_number_of_features_at_predict(binary):
     X, y = binary
-    moe = _fit(MoEClassifier(TWO_EXPERTS, max_iter=2, random_state=0), X, y)
+    moe = quiet_fit(MoEClassifier(TWO_EXPERTS, max_iter=2, random_state=0), X, y)
     for method in (moe.predict, moe.predict_proba, moe.gate_proba):
         with pytest.raises(ValueError, match="features"):
             method(np.hstack([X, X]))
@@ -413,10 +408,10 @@ def test_zero_weight_rows_are_as_if_removed():
     y_noisy[dropped] = 1 - y_noisy[dropped]
 
     params = dict(init="uniform", max_iter=4, tol=0.0, random_state=0)
-    weighted = _fit(
+    weighted = quiet_fit(
         MoEClassifier(TWO_EXPERTS, **params), X, y_noisy, sample_weight=weight
     )
-    removed = _fit(MoEClassifier(TWO_EXPERTS, **params), X[~dropped], y[~dropped])
+    removed = quiet_fit(MoEClassifier(TWO_EXPERTS, **params), X[~dropped], y[~dropped])
 
     np.testing.assert_allclose(
         weighted.predict_proba(X), removed.predict_proba(X), atol=1e-6
@@ -429,8 +424,10 @@ def test_sample_weight_changes_the_fit(binary):
     X, y = binary
     weight = np.where(X[:, 0] > 0, 5.0, 0.2)
     params = dict(init="uniform", max_iter=3, random_state=0)
-    plain = _fit(MoEClassifier(TWO_EXPERTS, **params), X, y)
-    weighted = _fit(MoEClassifier(TWO_EXPERTS, **params), X, y, sample_weight=weight)
+    plain = quiet_fit(MoEClassifier(TWO_EXPERTS, **params), X, y)
+    weighted = quiet_fit(
+        MoEClassifier(TWO_EXPERTS, **params), X, y, sample_weight=weight
+    )
     assert not np.allclose(plain.predict_proba(X), weighted.predict_proba(X))
 
 
@@ -448,7 +445,7 @@ def test_inputs_are_not_mutated(binary):
     labels = np.array(["no", "yes"])[y]
     weight = np.linspace(0.5, 2.0, len(y))
     X_before, labels_before, weight_before = X.copy(), labels.copy(), weight.copy()
-    moe = _fit(
+    moe = quiet_fit(
         MoEClassifier(
             LogisticRegression(), n_experts=3, top_k=2, max_iter=3, random_state=0
         ),

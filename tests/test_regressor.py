@@ -1,26 +1,16 @@
 """MoERegressor: regime recovery, noise variance, the mixture's standard
 deviation, degenerate targets, dense and sparse routing."""
 
-import warnings
-
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
 
-from skmoe import ExpertCollapseWarning, MoERegressor
+from skmoe import MoERegressor
 
-from _helpers import CountingRegressor, regime_data, row_indices
+from _helpers import CountingRegressor, quiet_fit, regime_data, row_indices
 
 NOISE = 0.05
-
-
-def _fit(moe, X, y, **fit_params):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", ExpertCollapseWarning)
-        return moe.fit(X, y, **fit_params)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +21,7 @@ def regimes():
 @pytest.fixture(scope="module")
 def top1(regimes):
     X, y, _ = regimes
-    return _fit(
+    return quiet_fit(
         MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0), X, y
     )
 
@@ -39,7 +29,9 @@ def top1(regimes):
 @pytest.fixture(scope="module")
 def dense(regimes):
     X, y, _ = regimes
-    return _fit(MoERegressor(LinearRegression(), n_experts=2, random_state=0), X, y)
+    return quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=2, random_state=0), X, y
+    )
 
 
 def _regime_of_each_expert(moe, X, regime):
@@ -146,7 +138,7 @@ def test_constant_or_tiny_target_stays_finite(scale):
     rng = np.random.RandomState(0)
     X = rng.uniform(-1, 1, size=(100, 2))
     y = 3.0 + scale * rng.randn(100)
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(LinearRegression(), n_experts=2, max_iter=5, random_state=0), X, y
     )
     mean, std = moe.predict(X, return_std=True)
@@ -162,7 +154,7 @@ def test_exact_fit_has_finite_loss(regimes):
     # floor keeps the likelihood finite
     X, _, _ = regimes
     y = np.where(X[:, 0] < 0, -3 * X[:, 0], 2 * X[:, 0] + 1)
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(
             LinearRegression(), n_experts=2, top_k=1, max_iter=5, random_state=0
         ),
@@ -176,10 +168,10 @@ def test_exact_fit_has_finite_loss(regimes):
 
 def test_large_target_scale_gives_the_same_routing(regimes):
     X, y, _ = regimes
-    small = _fit(
+    small = quiet_fit(
         MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0), X, y
     )
-    large = _fit(
+    large = quiet_fit(
         MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0),
         X,
         1e6 * y,
@@ -194,7 +186,7 @@ def test_large_target_scale_gives_the_same_routing(regimes):
 @pytest.mark.parametrize("top_k", [None, 1, 2, 3])
 def test_top_k_modes(regimes, top_k):
     X, y, _ = regimes
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(
             Ridge(alpha=1e-3), n_experts=3, top_k=top_k, max_iter=5, random_state=0
         ),
@@ -210,7 +202,7 @@ def test_top_k_modes(regimes, top_k):
 
 def test_each_expert_predicts_only_its_routed_rows(regimes):
     X, y, _ = regimes
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(
             CountingRegressor(), n_experts=4, top_k=1, max_iter=4, random_state=0
         ),
@@ -231,7 +223,7 @@ def test_each_expert_predicts_only_its_routed_rows(regimes):
 
 def test_many_tree_experts_with_top_1(regimes):
     X, y, _ = regimes
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(
             experts=DecisionTreeRegressor(max_depth=3),
             n_experts=8,
@@ -253,7 +245,7 @@ def test_many_tree_experts_with_top_1(regimes):
 
 def test_mixed_experts_list(regimes):
     X, y, _ = regimes
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(
             [("lin", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=2))],
             max_iter=5,
@@ -276,7 +268,7 @@ def test_regressor_refuses_bad_input(regimes):
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         MoERegressor(LinearRegression(), n_experts=2).fit(X_nan, y)
-    moe = _fit(
+    moe = quiet_fit(
         MoERegressor(LinearRegression(), n_experts=2, max_iter=2, random_state=0), X, y
     )
     with pytest.raises(ValueError, match="features"):
