@@ -17,5 +17,25 @@ __all__ = [
     "MoEClassifier",
     "MoERegressor",
     "SoftmaxGate",
+    "TorchMLPClassifier",
+    "TorchMLPRegressor",
     "__version__",
 ]
+
+# The torch experts are imported on first use, so that ``import skmoe`` never
+# imports torch (an optional extra: pip install "skmoe[torch]").
+_LAZY = {"TorchMLPClassifier": "._torch_mlp", "TorchMLPRegressor": "._torch_mlp"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -113,7 +113,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """Set parameters of the mixture, of an expert (``lr__C``), or replace one.
 
         An expert given as a pair can be replaced by name (``lr=Ridge()``) or
-        removed with ``lr='drop'``.
+        removed with ``lr='drop'``. Gate parameters (``gate__C``) work with
+        ``gate="softmax"`` too: the string is replaced by the gate it names.
 
         Parameters
         ----------
@@ -123,6 +124,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         -------
         self : estimator
         """
+        gate = params.get("gate", self.gate)
+        named = isinstance(gate, str) and gate in _GATES
+        if named and any(key.startswith("gate__") for key in params):
+            # A gate named by a string has no parameters of its own: make it
+            # the object it names, so that gate__C works (in a grid search too).
+            params["gate"] = _GATES[gate]()
         self._set_params("experts", **params)
         return self
 

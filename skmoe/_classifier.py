@@ -15,8 +15,10 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
     The model is ``p(y | x) = sum_j g_j(x) p_j(y | x)``, with ``p_j`` the class
     probabilities of expert ``j`` and ``g`` a gate over the experts (a linear
     softmax by default). With ``top_k=k`` each sample keeps its k largest gate
-    weights (renormalised) and only those k experts are evaluated on it, in
-    training and in prediction.
+    weights (renormalised) and only those k experts are evaluated on it in
+    prediction; in training each expert is refitted on the samples it is
+    among the k most responsible experts for, and the E-step scores each
+    sample's 2k gate favourites so that samples can move between experts.
 
     Fitting is by expectation-maximisation: the E-step computes each expert's
     responsibility for each sample, ``r_ij ~ g_j(x_i) p_j(y_i | x_i)``; the
@@ -59,7 +61,9 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Most EM iterations per initialisation.
     tol : float, default=1e-3
         Stop when the mean per-sample negative log-likelihood changes by less
-        than ``tol`` between iterations.
+        than ``tol`` between iterations. The iterate with the lowest loss is
+        kept (EM with top-k routing, hard assignments or ``cv`` need not
+        improve at every step).
     n_init : int, default=1
         Number of initialisations; the one with the lowest final loss is kept.
     cv : int, cross-validation generator or iterable, default=None

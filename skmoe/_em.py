@@ -24,6 +24,7 @@ run stops when it changes by less than ``tol`` (a per-sample average, so
 ``tol`` does not depend on the number of rows).
 """
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +36,12 @@ from sklearn.cluster import KMeans
 
 from ._gates import fit_gate_features
 from ._routing import routed_log_weights, top_k_mask
-from ._weighted_fit import constant_model, fit_weighted
+from ._weighted_fit import (
+    USER_ERRORS,
+    constant_model,
+    fit_weighted,
+    is_out_of_memory,
+)
 
 # Responsibilities below this leave a row out of an expert's refit: such a row
 # would carry less than 0.1% of a full row's weight.
@@ -86,10 +92,15 @@ class EMResult:
     converged: bool
     failures: dict = field(default_factory=dict)
     collapse_events: list = field(default_factory=list)
+    # the responsibilities the kept experts were refitted with (for cv)
+    fitted_with: np.ndarray = None
+    # with cv, each (expert, fold) model, refitted in place like the experts
+    fold_experts: dict = field(default_factory=dict)
 
     @property
     def loss(self):
-        return self.loss_curve[-1]
+        """The lowest loss of the run: that of the iterate it keeps."""
+        return min(self.loss_curve)
 
     @property
     def n_iter(self):
@@ -195,10 +206,14 @@ def run_em(problem, templates, responsibilities, random_state):
         state.loss_curve.append(float(loss))
 
         R_next = _next_responsibilities(log_joint, log_mixture, problem)
+        if loss <= min(state.loss_curve):
+            # EM with top-k routing, hard assignments, cv or experts that are
+            # not weighted maximum-likelihood fits can make the loss rise:
+            # keep the best iterate, not the last.
+            best = _snapshot(state, R, R_next)
         changed = _handle_collapse(
             problem, state, R_next, log_mixture, log_gate, reseeded, iteration
         )
-        state.responsibilities = R_next
 
         change = np.inf if iteration == 0 else state.loss_curve[-2] - loss
         if problem.verbose:
@@ -212,21 +227,39 @@ def run_em(problem, templates, responsibilities, random_state):
         if iteration + 1 < problem.max_iter:
             R = R_next
 
+    _restore(state, best)
     if problem.cv_splits is not None:
         # Out-of-fold models only served the E-step: the experts that predict
-        # are refitted on all their rows, with the responsibilities the last
-        # fold models were trained on.
+        # are refitted on all their rows, with the responsibilities the kept
+        # iterate's fold models were trained on.
         _refit_experts(
             problem,
             templates,
             state,
-            fell_back,
-            R,
+            [True] * n_experts,
+            state.fitted_with,
             candidates,
             random_state,
             final=True,
         )
     return state
+
+
+def _snapshot(state, fitted_with, responsibilities):
+    """A copy of the fitted parts, safe from later in-place refits."""
+    return {
+        "experts": copy.deepcopy(state.experts),
+        "gate": copy.deepcopy(state.gate),
+        "noise": list(state.noise),
+        "active": state.active.copy(),
+        "responsibilities": responsibilities.copy(),
+        "fitted_with": fitted_with.copy(),
+    }
+
+
+def _restore(state, snapshot):
+    for name, value in snapshot.items():
+        setattr(state, name, value)
 
 
 def _active_log_gate(gate, X, active):
@@ -330,9 +363,10 @@ def _refit_experts(
             for fold, (train, test) in enumerate(problem.cv_splits):
                 rows = np.intersect1d(fit_rows[j], train)
                 keys.append((j, fold))
+                previous = state.fold_experts.get((j, fold))
                 jobs.append(
                     delayed(_fit_and_predict)(
-                        clone(template),
+                        clone(template) if previous is None else previous,
                         problem,
                         rows,
                         R[rows, j],
@@ -367,6 +401,10 @@ def _refit_experts(
         if fold is None:
             state.experts[j] = fitted
             fell_back[j] = failure is not None
+        elif failure is None:
+            state.fold_experts[(j, fold)] = fitted
+        else:
+            state.fold_experts.pop((j, fold), None)
         collected[j][np.searchsorted(need_rows[j], predicted_rows)] = output
 
     outputs = [(np.empty(0, dtype=np.intp), None)] * len(templates)
@@ -406,11 +444,23 @@ def _fit_and_predict(estimator, problem, fit_rows, responsibility, seed, predict
             n_draws=int(round(responsibility.sum())),
             seed=seed,
         )
-    output = (
-        problem.likelihood.expert_output(fitted, X[predict_rows])
-        if predict_rows.size
-        else (problem.likelihood.empty_output(0))
-    )
+    # Predict at least one row even when none is needed, so that an expert
+    # that fits but cannot predict (k-NN on fewer rows than neighbours) is
+    # caught here, not at the user's predict.
+    probe = predict_rows if predict_rows.size else np.arange(min(1, len(y)))
+    try:
+        output = problem.likelihood.expert_output(fitted, X[probe])
+    except USER_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure falls back
+        if is_out_of_memory(exc):
+            raise
+        weights = problem.sample_weight[fit_rows] * responsibility
+        fitted = constant_model(estimator, X[fit_rows], y[fit_rows], weights)
+        failure = f"{type(exc).__name__} when predicting: {exc}"
+        output = problem.likelihood.expert_output(fitted, X[probe])
+    if not predict_rows.size:
+        output = problem.likelihood.empty_output(0)
     return fitted, failure, predict_rows, output
 
 

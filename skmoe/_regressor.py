@@ -43,7 +43,7 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         Most EM iterations per initialisation.
     tol : float, default=1e-3
         Stop when the mean per-sample negative log-likelihood changes by less
-        than ``tol``.
+        than ``tol``. The iterate with the lowest loss is kept.
     n_init : int, default=1
         Number of initialisations; the lowest final loss is kept.
     cv : int, cross-validation generator or iterable, default=None

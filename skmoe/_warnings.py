@@ -5,8 +5,8 @@ class ExpertFallbackWarning(UserWarning):
     """An expert could not be fitted on its share of the data.
 
     A weighted constant model (``DummyClassifier(strategy="prior")`` or
-    ``DummyRegressor(strategy="mean")``) stood in for it in the EM iterations
-    named by the message.
+    ``DummyRegressor(strategy="mean")``) stood in for it in as many EM refits
+    as the message counts; the message ends with the last error.
     """
 
 

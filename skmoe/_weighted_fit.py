@@ -22,6 +22,19 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.validation import has_fit_parameter
 
+# A bad hyper-parameter, an incomplete metadata request or no memory is the
+# user's to fix, not something a constant model should hide.
+USER_ERRORS = (InvalidParameterError, UnsetMetadataPassedError, MemoryError)
+
+
+def is_out_of_memory(exc):
+    """Whether ``exc`` is an out-of-memory error: ``MemoryError``, or torch's
+    ``OutOfMemoryError`` (a ``RuntimeError``), recognised without importing torch.
+    """
+    return isinstance(exc, MemoryError) or any(
+        cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__
+    )
+
 
 def sample_weight_fit_params(estimator, sample_weight):
     """Return the ``fit`` keyword arguments that deliver ``sample_weight``.
@@ -112,11 +125,11 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
                 sample_weight, max(n_draws, 2), np.random.default_rng(seed)
             )
             estimator.fit(X[rows], y[rows])
-    except (InvalidParameterError, UnsetMetadataPassedError, MemoryError):
-        # A bad hyper-parameter, an incomplete metadata request or no memory is
-        # the user's to fix, not something a constant model should hide.
+    except USER_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure on a share falls back
+        if is_out_of_memory(exc):
+            raise
         failure = f"{type(exc).__name__}: {exc}"
         return constant_model(estimator, X, y, sample_weight), failure
     return estimator, None

@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.dummy import DummyRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, train_test_split
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from skmoe import (
@@ -20,7 +24,10 @@ from skmoe import (
     ExpertFallbackWarning,
     MoEClassifier,
     MoERegressor,
+    SoftmaxGate,
 )
+from skmoe._em import EMProblem, run_em
+from skmoe._likelihood import GaussianLikelihood
 
 from _helpers import (
     CountingClassifier,
@@ -664,3 +671,76 @@ def test_silent_by_default(capsys):
         MoERegressor(LinearRegression(), n_experts=2, max_iter=3, random_state=0), X, y
     )
     assert capsys.readouterr().out == ""
+
+
+# -- keeping the best iterate, and experts that cannot predict --------------
+
+
+def test_the_iterate_with_the_lowest_loss_is_kept():
+    # top-1 EM over heterogeneous classifiers: after the first iteration the
+    # rows are split by which expert happened to explain them best, a split
+    # the gate cannot learn, and the loss rises.
+    X, y = load_breast_cancer(return_X_y=True)
+    experts = [
+        ("lr", make_pipeline(StandardScaler(), LogisticRegression())),
+        ("tree", DecisionTreeClassifier(max_depth=5, random_state=0)),
+        ("nb", GaussianNB()),
+    ]
+    moe = quiet_fit(MoEClassifier(experts, top_k=1, random_state=0), X, y)
+    assert max(moe.loss_curve_) > min(moe.loss_curve_) + 0.1
+    assert moe.loss_ == min(moe.loss_curve_)
+    # the kept model is the one whose training loss that is
+    proba = moe.predict_proba(X)
+    nll = -np.mean(np.log(proba[np.arange(len(y)), y]))
+    assert nll == pytest.approx(moe.loss_, rel=1e-6)
+
+
+def test_expert_that_fits_but_cannot_predict_falls_back():
+    # k-NN resampled to fewer rows than n_neighbors fits, then fails to predict
+    X, y = load_breast_cancer(return_X_y=True)
+    init = np.zeros((len(y), 2))
+    init[:, 0] = 1.0
+    init[:3] = [0.0, 1.0]
+    experts = [
+        ("lr", LogisticRegression(max_iter=5000)),
+        ("knn", KNeighborsClassifier()),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moe = MoEClassifier(experts, init=init, random_state=0).fit(X, y)
+    fallback = [str(w.message) for w in caught if w.category is ExpertFallbackWarning]
+    assert any("'knn'" in m and "when predicting" in m for m in fallback)
+    assert np.all(np.isfinite(moe.predict_proba(X)))
+
+
+def test_cv_fold_models_are_refitted_in_place():
+    """With cv, each fold's model continues from its last fit (warm starts)."""
+    X, y, _ = regime_data(n_samples=120)
+    splits = list(KFold(3).split(X))
+    problem = EMProblem(
+        X=X,
+        y=y,
+        sample_weight=np.ones(len(y)),
+        names=["a", "b"],
+        likelihood=GaussianLikelihood(),
+        gate=SoftmaxGate(),
+        max_iter=3,
+        tol=0.0,
+        cv_splits=splits,
+        y_scale=float(np.var(y)),
+    )
+    templates = [FitCounter(), FitCounter()]
+    R = np.random.RandomState(0).dirichlet([1.0, 1.0], size=len(y))
+    result = run_em(problem, templates, R, np.random.RandomState(0))
+    assert sorted(result.fold_experts) == [(j, f) for j in range(2) for f in range(3)]
+    assert all(model.n_fits_ == 3 for model in result.fold_experts.values())
+    # the experts that predict are fitted once, on all their rows
+    assert all(expert.n_fits_ == 1 for expert in result.experts)
+
+
+class FitCounter(LinearRegression):
+    """Counts the fits of one instance."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.n_fits_ = getattr(self, "n_fits_", 0) + 1
+        return super().fit(X, y, sample_weight=sample_weight)

@@ -324,3 +324,16 @@ def test_pipeline_regressor_expert():
     ).fit(X, y)
     assert moe.score(X, y) > 0.8
     assert "experts__decisiontreeregressor__max_depth" in moe.get_params()
+
+
+def test_grid_search_over_gate_params_with_the_default_string_gate():
+    X, y = regime_classification(n_samples=150)
+    experts = [("lr", LogisticRegression()), ("lr2", LogisticRegression(C=0.1))]
+    search = GridSearchCV(
+        MoEClassifier(experts, max_iter=3, random_state=0), {"gate__C": [0.1, 10.0]}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    assert isinstance(search.best_estimator_.gate, SoftmaxGate)
+    assert search.best_estimator_.gate.C == search.best_params_["gate__C"]

@@ -350,12 +350,15 @@ def test_invalid_parameters_are_raised_not_swallowed(data, expert):
         fit_weighted(expert, X, y, w, n_draws=len(X), seed=0)
 
 
-def test_memory_error_is_raised_not_swallowed(data):
+class OutOfMemoryError(RuntimeError):
+    """Stands in for torch.OutOfMemoryError, a RuntimeError subclass."""
+
+
+@pytest.mark.parametrize("error", [MemoryError, OutOfMemoryError])
+def test_out_of_memory_is_raised_not_swallowed(data, error):
     X, _, y_reg, w = data
-    with pytest.raises(MemoryError):
-        fit_weighted(
-            FailingRegressor(error=MemoryError), X, y_reg, w, n_draws=40, seed=0
-        )
+    with pytest.raises(error):
+        fit_weighted(FailingRegressor(error=error), X, y_reg, w, n_draws=40, seed=0)
 
 
 def test_fit_weighted_fits_in_place_for_warm_start(data):
