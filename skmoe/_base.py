@@ -21,7 +21,7 @@ from sklearn.utils.validation import (
 from ._em import EMProblem, check_init_array, initial_responsibilities, run_em
 from ._experts import check_top_k, resolve_experts, seeded_clones
 from ._gates import SoftmaxGate
-from ._routing import routed_log_weights, rows_by_expert, top_k_mask
+from ._routing import routed_weights, rows_by_expert, top_k_mask
 from ._validation import (
     check_enough_samples,
     check_missing_values,
@@ -341,8 +341,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def _routing_weights(self, X):
         log_gate = self.gate_.predict_log_proba(X)
         log_gate[:, ~self.active_experts_] = -np.inf
-        mask = top_k_mask(log_gate, self.top_k)
-        return np.exp(routed_log_weights(log_gate, mask))
+        return routed_weights(log_gate, top_k_mask(log_gate, self.top_k))
 
     def gate_proba(self, X):
         """Weight of each expert for each sample, as used in prediction.

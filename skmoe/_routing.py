@@ -47,6 +47,24 @@ def routed_log_weights(log_gate, mask):
     return restricted - logsumexp(restricted, axis=1, keepdims=True)
 
 
+def routed_weights(log_gate, mask):
+    """Gate weights restricted to ``mask`` and renormalised per row.
+
+    The same as ``exp(routed_log_weights(log_gate, mask))``, computed with
+    one exponential and no logarithm: prediction needs weights, not logs.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_experts)
+        Rows sum to one; zero outside the mask.
+    """
+    weights = np.where(mask, log_gate, -np.inf)
+    weights -= weights.max(axis=1, keepdims=True)
+    np.exp(weights, out=weights)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return weights
+
+
 def rows_by_expert(mask):
     """For each expert, the indices of the rows routed to it."""
     return [np.flatnonzero(column) for column in mask.T]

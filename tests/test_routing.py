@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from skmoe._routing import routed_log_weights, rows_by_expert, top_k_mask
+from skmoe._routing import (
+    routed_log_weights,
+    routed_weights,
+    rows_by_expert,
+    top_k_mask,
+)
 
 
 def random_log_gate(n=50, E=5, seed=0):
@@ -157,3 +162,15 @@ def test_rows_by_expert_covers_each_row_k_times():
     for j, r in enumerate(rows):
         np.testing.assert_array_equal(mask[:, j], np.isin(np.arange(40), r))
         assert np.all(np.diff(r) > 0)  # sorted, no duplicates
+
+
+@pytest.mark.parametrize("top_k", [None, 1, 2])
+def test_routed_weights_are_the_exponential_of_routed_log_weights(top_k):
+    rng = np.random.RandomState(0)
+    log_gate = np.log(rng.dirichlet(np.ones(4), size=50))
+    log_gate[:5, 1] = -np.inf  # a dropped expert
+    mask = top_k_mask(log_gate, top_k)
+    weights = routed_weights(log_gate, mask)
+    np.testing.assert_allclose(weights, np.exp(routed_log_weights(log_gate, mask)))
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    assert np.all(weights[~mask] == 0.0)
