@@ -89,6 +89,8 @@ def main():
     seconds = timed_fit(moe, X_train, y_train)
     devices = sorted({getattr(e, "device_", "n/a") for e in moe.experts_})
     epochs = [getattr(e, "n_iter_", 0) for e in moe.experts_]
+    curve = np.asarray(moe.loss_curve_)
+    kept = len(curve) - int(np.argmin(curve[::-1]))
     print(
         f"MoEClassifier(4 MLPs, top1) accuracy {moe.score(X_test, y_test):.4f}  "
         f"fit {seconds:6.2f}s  device {','.join(devices)}  "
@@ -96,7 +98,8 @@ def main():
     )
     print(
         f"  epochs per expert {epochs} (warm restarts: up to "
-        f"{moe.n_iter_ * args.moe_epochs} each), "
+        f"{kept * args.moe_epochs} each, {kept} EM iterations up to the kept "
+        "one), "
         f"load {np.round(moe.expert_load_, 3).tolist()}"
     )
     tic = time.perf_counter()

@@ -106,7 +106,7 @@ for label, score in results.items():
 # What the gate learned
 # ---------------------
 # ``expert_load_`` is the share of the training rows each expert is
-# responsible for after the last E-step. ``gate_proba`` gives the gate's
+# responsible for in the E-step of the kept iterate. ``gate_proba`` gives the gate's
 # weights on new rows; we average the logistic regression's weight in each
 # region of the held-out half.
 for label, moe in mixtures.items():
@@ -188,7 +188,7 @@ for position, (a, b) in enumerate(zip(lr_load, tree_load)):
         position, a + b / 2, f"{b:.2f}", ha="center", va="center", color="white"
     )
 axes[1].set_ylabel("share of the training rows (expert_load_)")
-axes[1].set_title("Loads after the last E-step")
+axes[1].set_title("Loads (E-step of the kept iterate)")
 axes[1].set_ylim(0, 1.15)
 axes[1].legend(loc="upper center", ncol=2)
 

@@ -65,7 +65,8 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
         kept (EM with top-k routing, hard assignments or ``cv`` need not
         improve at every step).
     n_init : int, default=1
-        Number of initialisations; the one with the lowest final loss is kept.
+        Number of initialisations; the one whose kept iterate has the lowest
+        loss is kept.
     cv : int, cross-validation generator or iterable, default=None
         When set, the E-step scores each sample with the out-of-fold
         prediction of each expert, as ``StackingClassifier`` does. Use it with
@@ -89,7 +90,7 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Class labels.
     experts_ : list of estimator
         Fitted experts, in the order of ``expert_names_`` (the gate's columns).
-        An expert that failed on its share in the last iteration is a
+        An expert that failed on its share in the kept iteration is a
         ``DummyClassifier`` there (and an ``ExpertFallbackWarning`` says so).
     expert_names_ : list of str
     named_experts_ : :class:`~sklearn.utils.Bunch`
@@ -100,10 +101,11 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
         False for an expert dropped after collapsing twice.
     expert_load_ : ndarray of shape (n_experts,)
         Share of the (weighted) training samples each expert is responsible
-        for, from the last E-step; sums to one.
+        for, from the E-step of the kept iterate; sums to one.
     loss_ : float
-        Final weighted mean negative log-likelihood of the training data
-        (with ``cv``, of their out-of-fold predictions).
+        Weighted mean negative log-likelihood of the training data under the
+        kept iterate, the lowest in ``loss_curve_`` (with ``cv``, of their
+        out-of-fold predictions).
     loss_curve_ : list of float
         The loss after each EM iteration of the kept initialisation.
     n_iter_ : int

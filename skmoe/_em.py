@@ -187,6 +187,7 @@ def run_em(problem, templates, responsibilities, random_state):
         converged=False,
     )
     fell_back = [False] * n_experts
+    best = None
     reseeded = np.zeros(n_experts, dtype=bool)
 
     for iteration in range(problem.max_iter):
@@ -206,7 +207,7 @@ def run_em(problem, templates, responsibilities, random_state):
         state.loss_curve.append(float(loss))
 
         R_next = _next_responsibilities(log_joint, log_mixture, problem)
-        if loss <= min(state.loss_curve):
+        if best is None or loss <= min(state.loss_curve):
             # EM with top-k routing, hard assignments, cv or experts that are
             # not weighted maximum-likelihood fits can make the loss rise:
             # keep the best iterate, not the last.

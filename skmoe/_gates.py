@@ -9,9 +9,11 @@ from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
+
+from ._balance import BALANCE_PENALTIES, z_loss_penalty
 
 
 def fit_gate_features(X, sample_weight):
@@ -47,16 +49,50 @@ def fit_gate_features(X, sample_weight):
 class SoftmaxGate(BaseEstimator):
     """Linear softmax gate fitted to soft targets (responsibilities).
 
-    The gate gives ``g(x) = softmax(W^T z(x) + b)``, with ``z`` the standardised
-    (mean-imputed) features. Fitting minimises the weighted cross-entropy
-    between the gate and target responsibilities ``R`` (rows in the simplex)
-    plus an L2 penalty on ``W``, with the same scaling as
-    :class:`~sklearn.linear_model.LogisticRegression`::
+    The gate gives ``g(x) = softmax(s(x))`` with logits ``s(x) = W^T z(x) + b``,
+    ``z`` the standardised (mean-imputed) features. Fitting minimises the
+    weighted cross-entropy between the gate and target responsibilities ``R``
+    (rows in the simplex), an L2 penalty on ``W``, and optional penalties on
+    the gate over the whole sample (``w`` the sample weights)::
 
-        C * sum_i w_i * (-sum_j R_ij log g_j(x_i)) + ||W||^2 / 2
+        L(W, b) = sum_i w_i * (-sum_j R_ij log g_j(x_i)) / sum_i w_i
+                  + ||W||^2 / (2 * C * sum_i w_i)
+                  + balance_strength * B(S) + z_loss * Z(S)
 
-    It is solved by scipy's L-BFGS-B with the exact gradient, started from the
-    previous solution when refitted inside EM (a warm start).
+    where ``S`` stacks the logits of every row, ``B`` is the balancing penalty
+    named by ``balance`` and ``Z`` the router z-loss. Without the last two
+    terms this is ``LogisticRegression``'s objective
+    ``C * sum_i w_i * (-sum_j R_ij log g_j(x_i)) + ||W||^2 / 2`` divided by
+    ``C * sum_i w_i``, so ``C`` keeps its meaning. The cross-entropy and the
+    penalties are all weighted means over the rows, so ``balance_strength`` and
+    ``z_loss`` weigh the same against the fit whatever the number of rows.
+    With ``E`` experts, ``v_i = w_i / sum_k w_k`` and ``P_j = sum_i v_i g_j(x_i)``
+    the mean gate weight of expert ``j``, the penalties are:
+
+    - ``"switch"``: ``B = E * sum_j f_j P_j``, ``f_j = sum_i v_i [argmax_k
+      g_k(x_i) = j]`` the share of rows whose top expert is ``j`` (Fedus et
+      al., "Switch Transformers", JMLR 2022). ``f`` is piecewise constant and,
+      as in the paper, held fixed in the gradient.
+    - ``"importance"``: ``B = CV(I)^2 = E * sum_j (P_j - 1/E)^2``, the squared
+      coefficient of variation of the summed gate weights ``I_j = sum_i w_i
+      g_j(x_i)`` over the experts (Shazeer et al., "Outrageously Large Neural
+      Networks", ICLR 2017).
+    - ``"entropy"``: ``B = KL(P || uniform) = sum_j P_j log(E P_j)``.
+    - router z-loss: ``Z = sum_i v_i (log sum_j exp s_j(x_i))^2`` (Zoph et al.,
+      "ST-MoE", 2022), which keeps the logits small, for stability.
+
+    ``"importance"`` and ``"entropy"`` are 0 exactly when the mean gate is
+    uniform; ``"switch"`` is 1 when the mean gate or the routed shares are.
+    Each is defined, with its gradient, in ``skmoe._balance``. Inside EM the
+    penalties enter the gate's M-step: the gate trades fidelity to the
+    responsibilities for a more even use of the experts.
+
+    The objective is minimised by scipy's L-BFGS-B with the exact gradient
+    (chained through the logits, which are linear in ``W`` and ``b``),
+    started from the previous solution when refitted inside EM (a warm
+    start). With ``balance="switch"`` the objective is piecewise smooth (``f``
+    jumps when a row's top expert changes), so L-BFGS-B may stop on a jump
+    before ``tol`` is met.
 
     Parameters
     ----------
@@ -66,6 +102,14 @@ class SoftmaxGate(BaseEstimator):
         Most L-BFGS iterations per fit.
     tol : float, default=1e-4
         Gradient tolerance of L-BFGS (``gtol``), as in ``LogisticRegression``.
+    balance : {"switch", "importance", "entropy"} or None, default=None
+        Balancing penalty on the gate's use of the experts; None for none.
+    balance_strength : float, default=0.01
+        Weight of the balancing penalty in the objective (the paper's
+        ``alpha``; Fedus et al. use 0.01). Ignored when ``balance`` is None.
+    z_loss : float, default=0.0
+        Weight of the router z-loss in the objective; 0 turns it off (ST-MoE
+        uses 0.001).
 
     Attributes
     ----------
@@ -92,12 +136,26 @@ class SoftmaxGate(BaseEstimator):
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
+        "balance_strength": [Interval(Real, 0, None, closed="left")],
+        "z_loss": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, C=1.0, max_iter=100, tol=1e-4):
+    def __init__(
+        self,
+        C=1.0,
+        max_iter=100,
+        tol=1e-4,
+        balance=None,
+        balance_strength=0.01,
+        z_loss=0.0,
+    ):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
+        self.balance = balance
+        self.balance_strength = balance_strength
+        self.z_loss = z_loss
 
     def fit(self, X, responsibilities, sample_weight=None, *, warm_start=False):
         """Fit the gate to target responsibilities.
@@ -146,6 +204,14 @@ class SoftmaxGate(BaseEstimator):
         # sum_j R_ij log g_ij = sum_j R_ij z_ij - logsumexp_j z_ij.
         weighted_targets = scale * weights[:, None] * R
         row_weights = scale * weights[:, None]
+        # Penalties on the logits, each a (function, strength) pair.
+        logit_penalties = []
+        if self.balance is not None and self.balance_strength > 0:
+            logit_penalties.append(
+                (BALANCE_PENALTIES[self.balance], self.balance_strength)
+            )
+        if self.z_loss > 0:
+            logit_penalties.append((z_loss_penalty, self.z_loss))
 
         def loss_and_gradient(flat):
             params = flat.reshape(shape)
@@ -161,6 +227,10 @@ class SoftmaxGate(BaseEstimator):
             loss += 0.5 * penalty * np.sum(coef**2)
             # d loss / d logits = w_i (g_ij - R_ij), scaled
             residual = row_weights * (exp_logits / normaliser) - weighted_targets
+            for penalty_function, strength in logit_penalties:
+                value, logit_gradient = penalty_function(logits, weights)
+                loss += strength * value
+                residual += strength * logit_gradient
             gradient = np.empty_like(params)
             gradient[:-1] = Z.T @ residual + penalty * coef
             gradient[-1] = residual.sum(axis=0)

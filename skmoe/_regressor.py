@@ -45,7 +45,8 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         Stop when the mean per-sample negative log-likelihood changes by less
         than ``tol``. The iterate with the lowest loss is kept.
     n_init : int, default=1
-        Number of initialisations; the lowest final loss is kept.
+        Number of initialisations; the one whose kept iterate has the lowest
+        loss is kept.
     cv : int, cross-validation generator or iterable, default=None
         Score the E-step with out-of-fold predictions (for high-capacity
         experts that fit their own rows exactly; see :class:`MoEClassifier`).
@@ -67,10 +68,12 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         Each expert's noise variance ``s_j^2``.
     active_experts_ : ndarray of bool, shape (n_experts,)
     expert_load_ : ndarray of shape (n_experts,)
-        Share of the training samples each expert is responsible for.
+        Share of the training samples each expert is responsible for, from
+        the E-step of the kept iterate.
     loss_ : float
-        Final weighted mean negative log-likelihood of the training data
-        (with ``cv``, of their out-of-fold predictions).
+        Weighted mean negative log-likelihood of the training data under the
+        kept iterate, the lowest in ``loss_curve_`` (with ``cv``, of their
+        out-of-fold predictions).
     loss_curve_ : list of float
     n_iter_ : int
     converged_ : bool

@@ -542,9 +542,10 @@ _PARAMETERS_DOC = """
         When True, ``fit`` continues training the network of the previous
         ``fit`` (weights and optimiser state) for ``max_epochs`` more epochs,
         so that a mixture's EM iterations continue each expert rather than
-        retrain it. It starts afresh instead when the features, the
-        architecture or the training settings (every parameter but
-        ``max_epochs`` and ``verbose``) have changed{target}.
+        retrain it. It starts afresh instead when the number of features,
+        ``hidden_layer_sizes``, ``activation``, ``dropout``, ``lr``,
+        ``batch_size``, ``optimizer``, ``weight_decay``, ``train_split``,
+        ``callbacks`` or the device have changed{target}.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, minibatch shuffling and dropout. With an
         int, refits give identical networks on the CPU; CUDA kernels may still
