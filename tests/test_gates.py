@@ -299,6 +299,31 @@ def test_invalid_parameters_raise(params):
         SoftmaxGate(**params).fit(X, R)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"balance": "load"},
+        {"balance": "Switch"},
+        {"balance": 1},
+        {"balance_strength": -0.1},
+        {"balance_strength": "strong"},
+        {"z_loss": -1e-3},
+        {"z_loss": None},
+    ],
+)
+def test_invalid_balancing_parameters_raise(params):
+    X, R, _ = make_problem()
+    with pytest.raises(InvalidParameterError):
+        SoftmaxGate(**params).fit(X, R)
+
+
+def test_balancing_parameters_default_to_off():
+    params = SoftmaxGate().get_params()
+    assert params["balance"] is None
+    assert params["balance_strength"] == 0.01
+    assert params["z_loss"] == 0.0
+
+
 def test_max_iter_bounds_the_solver_iterations():
     X, R, w = make_problem()
     assert SoftmaxGate(max_iter=2).fit(X, R, w).n_iter_ <= 2
