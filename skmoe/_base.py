@@ -196,6 +196,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
+        if not sample_weight.sum() > 0:
+            # (scikit-learn < 1.8 lets all-zero weights through)
+            raise ValueError(
+                "sample_weight sums to zero: at least one sample must have a "
+                "positive weight."
+            )
         y_experts, likelihood, y_scale = self._prepare_target(y, sample_weight)
         init = self._resolved_init(X.shape[0], len(estimators))
         problem = EMProblem(

@@ -439,6 +439,12 @@ def test_negative_sample_weight_is_refused(binary):
         MoEClassifier(TWO_EXPERTS).fit(X, y, sample_weight=weight)
 
 
+def test_all_zero_sample_weight_is_refused(binary):
+    X, y = binary
+    with pytest.raises(ValueError, match="(?i)zero"):
+        MoEClassifier(TWO_EXPERTS).fit(X, y, sample_weight=np.zeros(len(y)))
+
+
 def test_inputs_are_not_mutated(binary):
     X, y = binary
     X = np.asfortranarray(X.copy())
