@@ -39,6 +39,20 @@ def _normalised_weights(sample_weight, n_samples):
     return weights / total
 
 
+def _gate_statistics(logits, sample_weight):
+    """The logits as floats, and ``(v, G, P)``, or None when the weights sum to 0.
+
+    ``v`` are the normalised row weights, ``G`` the gate (softmax of the
+    logits, row by row) and ``P = v @ G`` the mean gate.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    row_weights = _normalised_weights(sample_weight, logits.shape[0])
+    if row_weights is None:
+        return logits, None
+    gate = softmax(logits, axis=1)
+    return logits, (row_weights, gate, row_weights @ gate)
+
+
 def _through_mean_gate(gate, row_weights, dpenalty_dmean):
     """Chain a gradient with respect to the mean gate ``P`` back to the logits."""
     projected = gate @ dpenalty_dmean
@@ -91,15 +105,13 @@ def switch_penalty(logits, sample_weight=None):
     gradient : ndarray of shape (n_samples, n_experts)
         Gradient of ``value`` with respect to ``logits``, ``f`` held fixed.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    n_samples, n_experts = logits.shape
-    row_weights = _normalised_weights(sample_weight, n_samples)
-    if row_weights is None:
+    logits, stats = _gate_statistics(logits, sample_weight)
+    if stats is None:
         return 0.0, np.zeros_like(logits)
-    gate = softmax(logits, axis=1)
+    row_weights, gate, mean_gate = stats
+    n_experts = logits.shape[1]
     top = logits == logits.max(axis=1, keepdims=True)
     routed = row_weights @ (top / top.sum(axis=1, keepdims=True))
-    mean_gate = row_weights @ gate
     value = n_experts * float(routed @ mean_gate)
     gradient = _through_mean_gate(gate, row_weights, n_experts * routed)
     return value, gradient
@@ -138,13 +150,11 @@ def importance_penalty(logits, sample_weight=None):
     gradient : ndarray of shape (n_samples, n_experts)
         Gradient of ``value`` with respect to ``logits``.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    n_samples, n_experts = logits.shape
-    row_weights = _normalised_weights(sample_weight, n_samples)
-    if row_weights is None:
+    logits, stats = _gate_statistics(logits, sample_weight)
+    if stats is None:
         return 0.0, np.zeros_like(logits)
-    gate = softmax(logits, axis=1)
-    mean_gate = row_weights @ gate
+    row_weights, gate, mean_gate = stats
+    n_experts = logits.shape[1]
     centred = mean_gate - 1.0 / n_experts
     value = n_experts * float(centred @ centred)
     gradient = _through_mean_gate(gate, row_weights, 2.0 * n_experts * mean_gate)
@@ -182,13 +192,11 @@ def entropy_penalty(logits, sample_weight=None):
     gradient : ndarray of shape (n_samples, n_experts)
         Gradient of ``value`` with respect to ``logits``.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    n_samples, n_experts = logits.shape
-    row_weights = _normalised_weights(sample_weight, n_samples)
-    if row_weights is None:
+    logits, stats = _gate_statistics(logits, sample_weight)
+    if stats is None:
         return 0.0, np.zeros_like(logits)
-    gate = softmax(logits, axis=1)
-    mean_gate = row_weights @ gate
+    row_weights, gate, mean_gate = stats
+    n_experts = logits.shape[1]
     # An underflowed P_j only appears multiplied by P_j (or by G_ij <= P_j / v_i).
     log_mean = np.log(np.maximum(mean_gate, np.finfo(np.float64).tiny))
     value = max(float(mean_gate @ (log_mean + np.log(n_experts))), 0.0)

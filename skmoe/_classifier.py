@@ -7,9 +7,12 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import BaseMixtureOfExperts
 from ._likelihood import ClassificationLikelihood
+from ._mixins import ProbabilisticClassifierMixin
 
 
-class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
+class MoEClassifier(
+    ProbabilisticClassifierMixin, ClassifierMixin, BaseMixtureOfExperts
+):
     """Mixture-of-experts classifier: a learned gate routes each sample to experts.
 
     The model is ``p(y | x) = sum_j g_j(x) p_j(y | x)``, with ``p_j`` the class
@@ -174,26 +177,3 @@ class MoEClassifier(ClassifierMixin, BaseMixtureOfExperts):
         for _, rows, weights, output in self._routed_outputs(X):
             proba[rows] += weights[:, None] * output
         return proba
-
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
-        return np.log(self.predict_proba(X))
-
-    def predict(self, X):
-        """Most probable class under the mixture.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
-        return tags

@@ -57,6 +57,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._mixins import ProbabilisticClassifierMixin
+
 try:
     import skorch
     import torch
@@ -572,7 +574,7 @@ _ATTRIBUTES_DOC = """
 """
 
 
-class TorchMLPClassifier(ClassifierMixin, _BaseTorchMLP):
+class TorchMLPClassifier(ProbabilisticClassifierMixin, ClassifierMixin, _BaseTorchMLP):
     __doc__ = (
         """Multi-layer perceptron classifier in torch, trained through skorch.
 
@@ -709,30 +711,6 @@ class TorchMLPClassifier(ClassifierMixin, _BaseTorchMLP):
         proba = self._forward(X)
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
-
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
-
-    def predict(self, X):
-        """Most probable class.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
-        return tags
 
 
 class TorchMLPRegressor(RegressorMixin, _BaseTorchMLP):
