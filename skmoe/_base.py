@@ -14,10 +14,13 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import (
     _check_sample_weight,
+    check_consistent_length,
     check_is_fitted,
+    column_or_1d,
     validate_data,
 )
 
+from ._diagnostics import routing_report_frame, summarise_routing
 from ._em import EMProblem, check_init_array, initial_responsibilities, run_em
 from ._experts import check_top_k, resolve_experts, seeded_clones
 from ._gates import SoftmaxGate
@@ -148,6 +151,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """``"classifier"`` or ``"regressor"``."""
 
     @abstractmethod
+    def _encode_for_experts(self, y):
+        """``y`` as the experts were fitted on it (encoded labels, floats)."""
+
+    @abstractmethod
     def _prepare_target(self, y, sample_weight):
         """Encode ``y``; return ``(y_for_experts, likelihood, y_scale)``."""
 
@@ -221,7 +228,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             verbose=self.verbose,
         )
         best = self._run_restarts(problem, estimators, init)
-        self._store_fit(best, names, likelihood, sample_weight)
+        self._store_fit(best, names, likelihood, X, sample_weight)
         return self
 
     def _gate_template(self):
@@ -282,7 +289,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 best = result
         return best
 
-    def _store_fit(self, result, names, likelihood, sample_weight):
+    def _store_fit(self, result, names, likelihood, X, sample_weight):
         self.experts_ = result.experts
         self.expert_names_ = list(names)
         self.named_experts_ = Bunch(**dict(zip(names, result.experts)))
@@ -297,6 +304,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.converged_ = result.converged
         self._likelihood = likelihood
         self._noise = result.noise
+        _, summary = self._routing_summary(X, sample_weight)
+        self.top_choice_load_ = summary.top_choice_load
+        self.gate_load_ = summary.gate_load
+        self.gate_entropy_ = summary.gate_entropy
+        self.n_dead_experts_ = summary.n_dead
         self._warn_about(result)
 
     def _warn_about(self, result):
@@ -344,10 +356,74 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         check_missing_values(X, self.expert_names_, self.experts_, self)
         return X
 
-    def _routing_weights(self, X):
+    def _routing_weights(self, X, with_gate=False):
+        """Routing weights (``gate_proba``), and with ``with_gate`` the gate's
+        weights over the active experts before top-k truncation."""
         log_gate = self.gate_.predict_log_proba(X)
         log_gate[:, ~self.active_experts_] = -np.inf
-        return routed_weights(log_gate, top_k_mask(log_gate, self.top_k))
+        routing = routed_weights(log_gate, top_k_mask(log_gate, self.top_k))
+        if not with_gate:
+            return routing
+        return routing, routed_weights(log_gate, np.isfinite(log_gate))
+
+    def _routing_summary(self, X, sample_weight=None):
+        routing, gate = self._routing_weights(X, with_gate=True)
+        summary = summarise_routing(gate, routing, self.active_experts_, sample_weight)
+        return routing, summary
+
+    def routing_report(self, X, y=None):
+        """How the gate routes ``X``, expert by expert.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            When given, each expert is also scored (its own ``score``:
+            accuracy for classifiers, R^2 for regressors) on the rows whose
+            top choice it is.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per expert (indexed by ``expert_names_``): ``active``,
+            ``top_choice_rows`` (rows whose largest routing weight is the
+            expert's), ``top_choice_load`` (their fraction), ``gate_load``
+            (the expert's mean routing weight) and, with ``y``, ``score``
+            (NaN for an expert with fewer than two such rows).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LinearRegression
+        >>> from skmoe import MoERegressor
+        >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
+        >>> y = np.abs(X[:, 0])
+        >>> moe = MoERegressor(LinearRegression(), n_experts=2, top_k=1,
+        ...                    random_state=0).fit(X, y)
+        >>> report = moe.routing_report(X, y)[["top_choice_rows", "score"]]
+        >>> report.round(3)  # doctest: +NORMALIZE_WHITESPACE
+                            top_choice_rows  score
+        expert
+        linearregression_0              100    1.0
+        linearregression_1              100    1.0
+        """
+        X = self._validate_X_predict(X)
+        routing, summary = self._routing_summary(X)
+        top_choice = np.argmax(routing, axis=1)
+        rows = np.bincount(top_choice, minlength=len(self.experts_))
+        scores = None
+        if y is not None:
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+            y = self._encode_for_experts(y)
+            scores = np.full(len(self.experts_), np.nan)
+            for j, expert in enumerate(self.experts_):
+                mine = top_choice == j
+                if mine.sum() >= 2:
+                    scores[j] = expert.score(X[mine], y[mine])
+        return routing_report_frame(
+            self.expert_names_, summary, self.active_experts_, rows, scores
+        )
 
     def gate_proba(self, X):
         """Weight of each expert for each sample, as used in prediction.

@@ -148,6 +148,9 @@ class MoEClassifier(
 
     _expert_kind = "classifier"
 
+    def _encode_for_experts(self, y):
+        return self._label_encoder.transform(y)
+
     def _prepare_target(self, y, sample_weight):
         check_classification_targets(y)
         self._label_encoder = LabelEncoder().fit(y)

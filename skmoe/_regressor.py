@@ -101,6 +101,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
 
     _expert_kind = "regressor"
 
+    def _encode_for_experts(self, y):
+        return np.asarray(y, dtype=np.float64)
+
     def _prepare_target(self, y, sample_weight):
         y = np.asarray(y, dtype=np.float64)
         mean = np.average(y, weights=sample_weight)

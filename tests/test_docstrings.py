@@ -1,0 +1,30 @@
+"""The examples in skmoe's docstrings run and print what they say."""
+
+import doctest
+import importlib
+
+import pytest
+
+CORE_MODULES = [
+    "skmoe._base",
+    "skmoe._classifier",
+    "skmoe._gates",
+    "skmoe._regressor",
+]
+
+
+@pytest.mark.parametrize("name", CORE_MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_torch_docstring_examples():
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    module = importlib.import_module("skmoe._torch_mlp")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
