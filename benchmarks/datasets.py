@@ -171,22 +171,17 @@ REGISTRY = {
         Dataset("diamonds", "ggplot2/diamonds", "price", "regression"),
         Dataset("ames", "modeldata/ames", "Sale_Price", "regression"),
         Dataset("cps1988", "AER/CPS1988", "wage", "regression"),
-        Dataset(
-            "concrete", "modeldata/concrete", "compressive_strength", "regression"
-        ),
+        Dataset("concrete", "modeldata/concrete", "compressive_strength", "regression"),
         Dataset(
             "hotel_rates",
             "modeldata/hotel_rates",
             "avg_price_per_room",
             "regression",
             drop=("arrival_date",),
-            note="`arrival_date` (a date string) dropped; `arrival_date_num` "
-            "kept",
+            note="`arrival_date` (a date string) dropped; `arrival_date_num` kept",
         ),
         Dataset("computers", "Ecdat/Computers", "price", "regression"),
-        Dataset(
-            "deliveries", "modeldata/deliveries", "time_to_delivery", "regression"
-        ),
+        Dataset("deliveries", "modeldata/deliveries", "time_to_delivery", "regression"),
         Dataset("diabetes", "sklearn/diabetes", "target", "regression"),
         # regimes
         Dataset(
@@ -217,6 +212,8 @@ QUICK_SETS = (
     "breast_cancer",
     "credit_data",
     "credit_card",
+    "attrition",
+    "biopsy",
     "penguins",
     "digits",
     "concrete",

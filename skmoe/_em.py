@@ -194,7 +194,14 @@ def run_em(problem, templates, responsibilities, random_state):
         tic = time.perf_counter()
         state.gate.fit(problem.X, R, problem.sample_weight, warm_start=iteration > 0)
         log_gate = _active_log_gate(state.gate, problem.X, state.active)
-        candidates = top_k_mask(log_gate, _candidate_count(problem.top_k, n_experts))
+        # The first E-step scores every expert: the gate was fitted to the
+        # initial responsibilities (uniform ones give a uniform gate, whose
+        # ties would otherwise make the first-listed experts the only
+        # candidates).
+        candidates = top_k_mask(
+            log_gate,
+            None if iteration == 0 else _candidate_count(problem.top_k, n_experts),
+        )
 
         outputs, noise = _refit_experts(
             problem, templates, state, fell_back, R, candidates, random_state

@@ -744,3 +744,18 @@ class FitCounter(LinearRegression):
     def fit(self, X, y, sample_weight=None):
         self.n_fits_ = getattr(self, "n_fits_", 0) + 1
         return super().fit(X, y, sample_weight=sample_weight)
+
+
+def test_first_e_step_scores_every_expert_even_when_the_gate_ties():
+    # a list of experts starts from uniform responsibilities, so the first
+    # gate is uniform: with top_k=1 the last-listed expert must still be
+    # scored, and here it is the only one that can explain the data
+    X, y, _ = regime_data(n_samples=200)
+    experts = [
+        ("far", DummyRegressor(strategy="constant", constant=100.0)),
+        ("farther", DummyRegressor(strategy="constant", constant=-100.0)),
+        ("lin", LinearRegression()),
+    ]
+    moe = quiet_fit(MoERegressor(experts, top_k=1, random_state=0), X, y)
+    assert moe.expert_load_[2] > 0.9
+    np.testing.assert_array_equal(moe.gate_proba(X).argmax(axis=1), 2)

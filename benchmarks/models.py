@@ -1,0 +1,225 @@
+"""The model zoo: skmoe configurations, the baselines, and each single expert.
+
+Every model is built for a task (``"binary"``, ``"multiclass"`` or
+``"regression"``) by :func:`build`, single-threaded (``n_jobs=1``) and
+seeded (``random_state=0``), so that timings compare like with like on a
+shared machine.
+
+The MoE's expert pool (:func:`expert_pool`) is a heterogeneous set of cheap
+to moderate experts: a linear model, a depth-limited tree and a small random
+forest. Stacking and voting get exactly the same pool, and each expert is
+also run alone, so that "the MoE against the best expert it was given" can be
+read off the results. HistGradientBoosting is kept out of the pool on
+purpose: in scikit-learn 1.9 its weighted binning makes every weighted fit
+slow on small data, and EM refits every expert with weights at every
+iteration.
+"""
+
+import importlib.util
+from dataclasses import dataclass
+
+from sklearn.ensemble import (
+    BaggingClassifier,
+    BaggingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    StackingClassifier,
+    StackingRegressor,
+    VotingClassifier,
+    VotingRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from skmoe import MoEClassifier, MoERegressor
+
+SEED = 0
+
+
+def _is_classification(task):
+    return task != "regression"
+
+
+def expert_pool(task):
+    """The MoE's experts, as ``(name, estimator)`` pairs.
+
+    Parameters
+    ----------
+    task : {"binary", "multiclass", "regression"}
+
+    Returns
+    -------
+    list of (str, estimator)
+        ``linear`` (logistic regression or ridge, on the already standardised
+        features), ``tree`` (depth 6, at least 10 rows a leaf) and
+        ``forest`` (30 trees, at least 5 rows a leaf).
+    """
+    if _is_classification(task):
+        return [
+            ("linear", LogisticRegression(max_iter=1000)),
+            ("tree", DecisionTreeClassifier(max_depth=6, min_samples_leaf=10)),
+            (
+                "forest",
+                RandomForestClassifier(n_estimators=30, min_samples_leaf=5, n_jobs=1),
+            ),
+        ]
+    return [
+        ("linear", Ridge(alpha=1.0)),
+        ("tree", DecisionTreeRegressor(max_depth=6, min_samples_leaf=10)),
+        (
+            "forest",
+            RandomForestRegressor(
+                n_estimators=30, min_samples_leaf=5, max_features=0.5, n_jobs=1
+            ),
+        ),
+    ]
+
+
+def _moe(task, **params):
+    cls = MoEClassifier if _is_classification(task) else MoERegressor
+    return cls(expert_pool(task), random_state=SEED, **params)
+
+
+def _moe_linear(task):
+    if _is_classification(task):
+        expert = LogisticRegression(max_iter=1000)
+        return MoEClassifier(expert, n_experts=4, random_state=SEED)
+    return MoERegressor(Ridge(alpha=1.0), n_experts=4, random_state=SEED)
+
+
+def _pick(task, classifier, regressor):
+    return classifier if _is_classification(task) else regressor
+
+
+def _expert(name):
+    def make(task):
+        return dict(expert_pool(task))[name]
+
+    return make
+
+
+def _lightgbm(task):
+    import lightgbm
+
+    cls = _pick(task, lightgbm.LGBMClassifier, lightgbm.LGBMRegressor)
+    return cls(n_jobs=1, random_state=SEED, verbose=-1)
+
+
+def _xgboost(task):
+    import xgboost
+
+    cls = _pick(task, xgboost.XGBClassifier, xgboost.XGBRegressor)
+    return cls(n_jobs=1, random_state=SEED)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One entry of the zoo.
+
+    Parameters
+    ----------
+    name : str
+        Short name (command line, cache, CSV).
+    label : str
+        Name in tables and plots.
+    kind : {"skmoe", "baseline", "expert"}
+        What it is there for.
+    make : callable
+        ``make(task)`` returns the unfitted estimator.
+    requires : str or None
+        Package it needs; the model is skipped when it is not installed.
+    """
+
+    name: str
+    label: str
+    kind: str
+    make: object
+    requires: str = None
+
+    def available(self):
+        """Whether the package this model needs is installed."""
+        return self.requires is None or bool(importlib.util.find_spec(self.requires))
+
+
+ZOO = {
+    m.name: m
+    for m in [
+        Model("moe", "MoE", "skmoe", _moe),
+        Model("moe_top1", "MoE top_k=1", "skmoe", lambda t: _moe(t, top_k=1)),
+        Model("moe_cv5", "MoE cv=5", "skmoe", lambda t: _moe(t, cv=5)),
+        Model("moe_linear", "MoE 4 linear", "skmoe", _moe_linear),
+        Model(
+            "hgb",
+            "HistGradientBoosting",
+            "baseline",
+            lambda t: _pick(
+                t, HistGradientBoostingClassifier, HistGradientBoostingRegressor
+            )(random_state=SEED),
+        ),
+        Model("lightgbm", "LightGBM", "baseline", _lightgbm, requires="lightgbm"),
+        Model("xgboost", "XGBoost", "baseline", _xgboost, requires="xgboost"),
+        Model(
+            "bagging",
+            "Bagging (trees)",
+            "baseline",
+            lambda t: _pick(t, BaggingClassifier, BaggingRegressor)(
+                random_state=SEED, n_jobs=1
+            ),
+        ),
+        Model(
+            "random_forest",
+            "RandomForest",
+            "baseline",
+            lambda t: _pick(t, RandomForestClassifier, RandomForestRegressor)(
+                random_state=SEED, n_jobs=1
+            ),
+        ),
+        Model(
+            "stacking",
+            "Stacking",
+            "baseline",
+            lambda t: _pick(t, StackingClassifier, StackingRegressor)(
+                expert_pool(t), cv=5, n_jobs=1
+            ),
+        ),
+        Model(
+            "voting",
+            "Voting",
+            "baseline",
+            lambda t: (
+                VotingClassifier(expert_pool(t), voting="soft", n_jobs=1)
+                if _is_classification(t)
+                else VotingRegressor(expert_pool(t), n_jobs=1)
+            ),
+        ),
+        *(
+            Model(f"expert_{name}", f"expert: {name}", "expert", _expert(name))
+            for name in ("linear", "tree", "forest")
+        ),
+    ]
+}
+
+#: The models of ``--quick``: the whole zoo (the quick run saves on sets,
+#: rows and repeats, not on models).
+QUICK_MODELS = tuple(ZOO)
+
+
+def build(name, task):
+    """A fresh, unfitted estimator of zoo entry ``name`` for ``task``.
+
+    Random states left at ``None`` anywhere in a baseline (the experts of a
+    pool) are set to :data:`SEED`, so that every run is repeatable. A
+    mixture seeds its own experts from its ``random_state``, as a user's
+    would.
+    """
+    estimator = ZOO[name].make(task)
+    if ZOO[name].kind == "skmoe":
+        return estimator
+    seeds = {
+        key: SEED
+        for key, value in estimator.get_params(deep=True).items()
+        if key.endswith("random_state") and value is None
+    }
+    return estimator.set_params(**seeds)
