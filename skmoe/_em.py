@@ -232,8 +232,7 @@ def run_em(problem, templates, responsibilities, random_state):
         if abs(change) < problem.tol and not changed:
             state.converged = True
             break
-        if iteration + 1 < problem.max_iter:
-            R = R_next
+        R = R_next
 
     _restore(state, best)
     if problem.cv_splits is not None:
