@@ -236,8 +236,10 @@ class SoftmaxGate(BaseEstimator):
             gradient[-1] = residual.sum(axis=0)
             return loss, gradient.ravel()
 
-        # The products are skinny (n x d times d x n_experts): BLAS threads cost
-        # more than they give (2.5x slower with 2 threads at n=50,000, d=30).
+        # The products are skinny (n x d times d x n_experts): BLAS threads
+        # gain nothing (n=50,000, d=30, 8 experts on an idle 2-core machine:
+        # 0.163 s with 2 threads, 0.167 s with 1) and cost 2.5x when the cores
+        # are busy, e.g. with the experts' refits running beside it.
         with threadpool_limits(limits=1, user_api="blas"):
             result = minimize(
                 loss_and_gradient,
