@@ -22,6 +22,10 @@ chain rule, with ``a_j = d penalty / d P_j``::
     d penalty / d S_ik = v_i G_ik (a_k - sum_j G_ij a_j)
 
 which is unchanged by adding a constant to every ``a_j``.
+
+:func:`balance_penalty` applies a penalty to some of the experts only. The
+torch twins of these functions, for gates trained by backprop, are in
+``skmoe._torch_balance``.
 """
 
 import numpy as np
@@ -255,3 +259,41 @@ BALANCE_PENALTIES = {
     "entropy": entropy_penalty,
 }
 """The balancing penalties by the names ``SoftmaxGate(balance=...)`` takes."""
+
+
+def balance_penalty(name, logits, sample_weight=None, balanced=None):
+    """The balancing penalty ``name`` on the experts ``balanced`` only.
+
+    The penalty sees only the columns ``logits[:, balanced]``, with their own
+    softmax: experts left out of balancing (a dropped expert, an always-on
+    shared expert) neither count in it nor receive its gradient, which is 0
+    on their columns.
+
+    Parameters
+    ----------
+    name : {"switch", "importance", "entropy"}
+        A key of :data:`BALANCE_PENALTIES`.
+    logits : ndarray of shape (n_samples, n_experts)
+        Gate logits.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Row weights; None weighs every row the same.
+    balanced : array-like of bool of shape (n_experts,), default=None
+        The experts to balance; None for all of them. With none selected the
+        penalty is 0.
+
+    Returns
+    -------
+    value : float
+    gradient : ndarray of shape (n_samples, n_experts)
+        Gradient of ``value`` with respect to ``logits``.
+    """
+    penalty = BALANCE_PENALTIES[name]
+    if balanced is None:
+        return penalty(logits, sample_weight)
+    logits = np.asarray(logits, dtype=np.float64)
+    balanced = np.asarray(balanced, dtype=bool)
+    gradient = np.zeros_like(logits)
+    if not balanced.any():
+        return 0.0, gradient
+    value, gradient[:, balanced] = penalty(logits[:, balanced], sample_weight)
+    return value, gradient
