@@ -6,7 +6,7 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import MetaEstimatorMixin, _fit_context, is_classifier
+from sklearn.base import MetaEstimatorMixin, _fit_context, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils import Bunch, check_random_state, get_tags
@@ -20,9 +20,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
 from ._em import EMProblem, check_init_array, initial_responsibilities, run_em
-from ._experts import check_top_k, resolve_experts, seeded_clones
+from ._experts import check_expert, check_top_k, resolve_experts, seeded_clones
 from ._gates import SoftmaxGate
 from ._routing import routed_weights, rows_by_expert, top_k_mask
 from ._validation import (
@@ -37,7 +38,21 @@ from ._warnings import (
     InconsistentVersionWarning,
 )
 
-_GATES = {"softmax": SoftmaxGate}
+_INSTALL_HINT = 'pip install "skmoe[torch]"'
+# The name the shared expert goes by among the experts (expert_names_).
+SHARED_NAME = "shared"
+
+
+def _mlp_gate(**params):
+    # torch is an optional extra: imported only when an MLP gate is asked for
+    from ._torch_gates import MLPGate
+
+    return MLPGate(**params)
+
+
+_GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
+# Mixture parameters that, when set, override the gate's own of the same name.
+_GATE_OVERRIDES = ("balance", "balance_strength", "z_loss")
 
 
 class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
@@ -47,8 +62,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "experts": [list, HasMethods(["fit"])],
         "n_experts": [Interval(Integral, 1, None, closed="left"), None],
         "top_k": [Interval(Integral, 1, None, closed="left"), None],
-        "training": [StrOptions({"em", "hard_em"})],
+        "training": [StrOptions({"em", "hard_em", "backprop"})],
         "gate": [StrOptions(set(_GATES)), HasMethods(["fit", "predict_log_proba"])],
+        "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
+        "balance_strength": [Interval(Real, 0, None, closed="left"), None],
+        "z_loss": [Interval(Real, 0, None, closed="left"), None],
+        "noisy_gating": ["boolean"],
+        "capacity_factor": [Interval(Real, 0, None, closed="neither"), None],
+        "shared_expert": [HasMethods(["fit"]), None],
         "init": [StrOptions({"auto", "kmeans", "random", "uniform"}), "array-like"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -69,6 +90,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         top_k=None,
         training="em",
         gate="softmax",
+        balance=None,
+        balance_strength=None,
+        z_loss=None,
+        noisy_gating=False,
+        capacity_factor=None,
+        shared_expert=None,
         init="auto",
         max_iter=20,
         tol=1e-3,
@@ -83,6 +110,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.top_k = top_k
         self.training = training
         self.gate = gate
+        self.balance = balance
+        self.balance_strength = balance_strength
+        self.z_loss = z_loss
+        self.noisy_gating = noisy_gating
+        self.capacity_factor = capacity_factor
+        self.shared_expert = shared_expert
         self.init = init
         self.max_iter = max_iter
         self.tol = tol
@@ -170,7 +203,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         prefer_skip_nested_validation=False
     )
     def fit(self, X, y, sample_weight=None):
-        """Fit the gate and the experts by EM.
+        """Fit the gate and the experts (by EM, or by backprop for the gate).
 
         Parameters
         ----------
@@ -189,6 +222,16 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         names, estimators = self._resolve_experts()
         check_top_k(self.top_k, len(estimators))
+        self._check_training_options()
+        if self.shared_expert is not None:
+            check_expert(SHARED_NAME, self.shared_expert, self._expert_kind)
+            if SHARED_NAME in names:
+                raise ValueError(
+                    f"An expert is named {SHARED_NAME!r}, the name of the shared "
+                    "expert; rename it."
+                )
+            names = [*names, SHARED_NAME]
+            estimators = [*estimators, self.shared_expert]
         check_numeric_features(X, self)
         X, y = validate_data(
             self,
@@ -211,6 +254,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
         y_experts, likelihood, y_scale = self._prepare_target(y, sample_weight)
         init = self._resolved_init(X.shape[0], len(estimators))
+        shared = len(estimators) - 1 if self.shared_expert is not None else None
         problem = EMProblem(
             X=X,
             y=y_experts,
@@ -220,6 +264,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             gate=self._gate_template(),
             top_k=self.top_k,
             hard=self.training == "hard_em",
+            gate_step="backprop" if self.training == "backprop" else "em",
+            noisy=self.noisy_gating,
+            capacity_factor=self.capacity_factor,
+            shared=shared,
             max_iter=self.max_iter,
             tol=self.tol,
             cv_splits=self._cv_splits(X, y_experts),
@@ -231,20 +279,81 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self._store_fit(best, names, likelihood, X, sample_weight)
         return self
 
+    def _check_training_options(self):
+        """Refuse combinations of training options that cannot work together."""
+        if self.training == "backprop":
+            try:
+                import torch  # noqa: F401
+            except ImportError as exc:
+                raise ImportError(
+                    "training='backprop' trains the gate with torch, an optional "
+                    f"dependency: {_INSTALL_HINT}."
+                ) from exc
+            if not hasattr(self._gate_template(), "fit_mixture"):
+                raise ValueError(
+                    f"training='backprop' needs a gate with a fit_mixture method "
+                    f"(SoftmaxGate, MLPGate); {type(self.gate).__name__} has none."
+                )
+        if self.noisy_gating and (self.training != "backprop" or self.top_k is None):
+            raise ValueError(
+                "noisy_gating=True perturbs the gate's top-k choice during "
+                "gradient training: it needs training='backprop' and top_k set "
+                f"(got training={self.training!r}, top_k={self.top_k})."
+            )
+        if self.capacity_factor is not None:
+            if self.top_k is None:
+                raise ValueError(
+                    "capacity_factor limits the rows each expert takes under top-k "
+                    "routing; set top_k (with top_k=None every expert takes every "
+                    "row)."
+                )
+            if self.training == "hard_em":
+                raise ValueError(
+                    "capacity_factor is not supported with training='hard_em'; use "
+                    "training='em' or 'backprop'."
+                )
+            if self.capacity_factor < 1 and self.shared_expert is None:
+                raise ValueError(
+                    f"capacity_factor={self.capacity_factor} < 1 leaves some rows "
+                    "without any expert in training; use capacity_factor >= 1, or "
+                    "give a shared_expert to take them."
+                )
+
     def _gate_template(self):
+        """The gate to fit: the named or given one, with the mixture's overrides.
+
+        Never modifies ``self.gate``.
+        """
         if isinstance(self.gate, str):
-            return _GATES[self.gate]()
-        return self.gate
+            gate = _GATES[self.gate]()
+        else:
+            gate = clone(self.gate)
+        overrides = {
+            name: getattr(self, name)
+            for name in _GATE_OVERRIDES
+            if getattr(self, name) is not None
+        }
+        missing = sorted(set(overrides) - set(gate.get_params(deep=False)))
+        if missing:
+            raise ValueError(
+                f"{', '.join(missing)} set on the mixture override the gate's own "
+                f"parameter(s) of that name, but {type(gate).__name__} has none."
+            )
+        return gate.set_params(**overrides)
 
     def _resolved_init(self, n_samples, n_experts):
+        # init describes the routed experts; the shared one is added later
+        n_routed = n_experts - (self.shared_expert is not None)
         if isinstance(self.init, str):
-            if self.init != "auto":
-                return self.init
-            # Clones of one template start from k-means clusters, since from
-            # uniform responsibilities identical clones would stay identical.
-            # Different experts start level and let the data tell them apart.
-            return "uniform" if isinstance(self.experts, list) else "kmeans"
-        return check_init_array(self.init, n_samples, n_experts)
+            init = self.init
+            if init == "auto":
+                # Clones of one template start from k-means clusters, since
+                # from uniform responsibilities identical clones would stay
+                # identical. Different experts start level and let the data
+                # tell them apart.
+                init = "uniform" if isinstance(self.experts, list) else "kmeans"
+            return init
+        return check_init_array(self.init, n_samples, n_routed)
 
     def _cv_splits(self, X, y):
         if self.cv is None:
@@ -274,9 +383,16 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             if self.verbose:
                 print(f"Initialisation {restart + 1} of {self.n_init}")
             templates = seeded_clones(estimators, random_state)
+            problem.gate = seeded_clones([self._gate_template()], random_state)[0]
             R = initial_responsibilities(
-                init, problem.X, problem.sample_weight, n_experts, random_state
+                init,
+                problem.X,
+                problem.sample_weight,
+                n_experts - (problem.shared is not None),
+                random_state,
             )
+            if problem.shared is not None:
+                R = _with_shared_column(R, self.top_k)
             result = run_em(problem, templates, R, random_state)
             if self.verbose:
                 status = "converged" if result.converged else "did not converge"
@@ -291,6 +407,9 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
 
     def _store_fit(self, result, names, likelihood, X, sample_weight):
         self.experts_ = result.experts
+        self.shared_expert_ = (
+            result.experts[-1] if self.shared_expert is not None else None
+        )
         self.expert_names_ = list(names)
         self.named_experts_ = Bunch(**dict(zip(names, result.experts)))
         self.gate_ = result.gate
@@ -361,7 +480,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         weights over the active experts before top-k truncation."""
         log_gate = self.gate_.predict_log_proba(X)
         log_gate[:, ~self.active_experts_] = -np.inf
-        routing = routed_weights(log_gate, top_k_mask(log_gate, self.top_k))
+        shared = None if self.shared_expert_ is None else len(self.experts_) - 1
+        routing = routed_weights(
+            log_gate, top_k_mask(log_gate, self.top_k, always_on=shared)
+        )
         if not with_gate:
             return routing
         return routing, routed_weights(log_gate, np.isfinite(log_gate))
@@ -486,3 +608,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 stacklevel=2,
             )
         super().__setstate__(state)
+
+
+def _with_shared_column(routed, top_k):
+    """Initial responsibilities with a column for the shared expert (the last).
+
+    The routed experts start as ``init`` says; the shared expert starts with
+    the share it would have as one more expert in each row's mixture:
+    ``1 / (top_k + 1)``, or ``1 / n_experts`` when every expert is mixed.
+    """
+    n_experts = routed.shape[1] + 1
+    share = 1.0 / (n_experts if top_k is None else top_k + 1)
+    return np.column_stack([(1.0 - share) * routed, np.full(len(routed), share)])

@@ -46,12 +46,48 @@ class MoEClassifier(
     top_k : int, default=None
         Route each sample to its ``top_k`` highest-weighted experts only;
         ``None`` mixes all experts.
-    training : {"em", "hard_em"}, default="em"
+    training : {"em", "hard_em", "backprop"}, default="em"
         ``"em"`` uses soft responsibilities; ``"hard_em"`` gives each sample
-        wholly to its most responsible expert (classification EM).
-    gate : "softmax" or gate object, default="softmax"
-        The gate: ``"softmax"`` is :class:`SoftmaxGate` with its defaults;
-        pass ``SoftmaxGate(C=...)`` to tune it (``gate__C`` in a grid search).
+        wholly to its most responsible expert (classification EM);
+        ``"backprop"`` trains the gate by minibatch gradient descent (Adam)
+        on the mixture's negative log-likelihood plus its penalties, with the
+        experts held fixed, and refits the experts on the posterior weights
+        between gate steps. Backprop scores every expert on every row at each
+        iteration (the gate may send a row anywhere); the refits still cost
+        about ``n * top_k`` rows. It needs torch (``pip install
+        "skmoe[torch]"``); the fitted linear gate does not.
+    gate : {"softmax", "mlp"} or gate object, default="softmax"
+        The gate: ``"softmax"`` is :class:`SoftmaxGate`, ``"mlp"`` is
+        :class:`MLPGate` (torch), each with its defaults; pass
+        ``SoftmaxGate(C=...)`` to tune it (``gate__C`` in a grid search).
+    balance : {"switch", "importance", "entropy"}, default=None
+        When set, overrides the gate's ``balance``: the penalty that spreads
+        the routing over the experts (formulas and sources in
+        :class:`SoftmaxGate`). ``None`` keeps the gate's own (none by default).
+    balance_strength : float, default=None
+        When set, overrides the gate's ``balance_strength``.
+    z_loss : float, default=None
+        When set, overrides the gate's router z-loss strength.
+    noisy_gating : bool, default=False
+        Noisy top-k gating (Shazeer et al. 2017): during backprop training
+        the gate's logits get Gaussian noise of a learned, input-dependent
+        scale before each row's experts are chosen, so that rows explore
+        experts the gate does not yet favour. Prediction uses the clean
+        logits. Needs ``training="backprop"`` and ``top_k``.
+    capacity_factor : float, default=None
+        During training no expert takes more than
+        ``min(n, ceil(capacity_factor * top_k * n / n_experts))`` of the ``n``
+        rows: rows are placed by decreasing responsibility, and a row an
+        expert has no room for goes to its next choice (or, when none has
+        room, to the shared expert alone). Below 1 it needs a
+        ``shared_expert``. Prediction routes each row on its own, without
+        capacity. Needs ``top_k``; not with ``training="hard_em"``.
+    shared_expert : classifier, default=None
+        An expert that is always on: fitted once, on every row with the
+        user's weights, and part of every row's mixture besides its
+        ``top_k`` routed experts, which specialise where it falls short. It
+        is the last expert (``expert_names_[-1] == "shared"``, the last
+        column of ``gate_proba``) and ``shared_expert_``.
     init : {"auto", "kmeans", "random", "uniform"} or array-like, default="auto"
         Initial responsibilities. ``"kmeans"``: one expert per k-means cluster
         of the standardised features; ``"random"``: flat Dirichlet per sample;
@@ -95,6 +131,8 @@ class MoEClassifier(
         Fitted experts, in the order of ``expert_names_`` (the gate's columns).
         An expert that failed on its share in the kept iteration is a
         ``DummyClassifier`` there (and an ``ExpertFallbackWarning`` says so).
+    shared_expert_ : estimator or None
+        The fitted shared expert (also the last of ``experts_``), or None.
     expert_names_ : list of str
     named_experts_ : :class:`~sklearn.utils.Bunch`
         Fitted experts by name.

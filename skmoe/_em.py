@@ -33,9 +33,10 @@ from joblib import Parallel, delayed
 from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.cluster import KMeans
+from sklearn.utils.validation import has_fit_parameter
 
 from ._gates import fit_gate_features
-from ._routing import routed_log_weights, top_k_mask
+from ._routing import capacity_mask, expert_capacity, routed_log_weights, top_k_mask
 from ._weighted_fit import (
     USER_ERRORS,
     constant_model,
@@ -71,6 +72,13 @@ class EMProblem:
     gate: object
     top_k: object = None
     hard: bool = False
+    # "em" fits the gate to the responsibilities; "backprop" takes gradient
+    # steps on the mixture likelihood (the gate's fit_mixture)
+    gate_step: str = "em"
+    noisy: bool = False
+    capacity_factor: object = None
+    # column of the shared expert (always on, fitted once on every row)
+    shared: object = None
     max_iter: int = 20
     tol: float = 1e-3
     cv_splits: list = None
@@ -96,6 +104,8 @@ class EMResult:
     fitted_with: np.ndarray = None
     # with cv, each (expert, fold) model, refitted in place like the experts
     fold_experts: dict = field(default_factory=dict)
+    # experts fitted once (the shared expert): their rows and outputs
+    frozen: dict = field(default_factory=dict)
 
     @property
     def loss(self):
@@ -189,19 +199,23 @@ def run_em(problem, templates, responsibilities, random_state):
     fell_back = [False] * n_experts
     best = None
     reseeded = np.zeros(n_experts, dtype=bool)
+    log_likelihood = None
 
     for iteration in range(problem.max_iter):
         tic = time.perf_counter()
-        state.gate.fit(problem.X, R, problem.sample_weight, warm_start=iteration > 0)
+        _gate_step(problem, state, R, log_likelihood, random_state)
         log_gate = _active_log_gate(state.gate, problem.X, state.active)
-        # The first E-step scores every expert: the gate was fitted to the
-        # initial responsibilities (uniform ones give a uniform gate, whose
-        # ties would otherwise make the first-listed experts the only
-        # candidates).
         candidates = top_k_mask(
             log_gate,
-            None if iteration == 0 else _candidate_count(problem.top_k, n_experts),
+            _candidate_count(problem, n_experts, iteration),
+            always_on=problem.shared,
         )
+        if iteration == 0 and problem.capacity_factor is not None:
+            # The initial responsibilities (k-means clusters, say) know nothing
+            # of capacity: the first refit follows the gate fitted to them,
+            # routed within capacity.
+            keep = _capacity_keep(log_gate, problem, state.active)
+            R = np.exp(routed_log_weights(log_gate, keep))
 
         outputs, noise = _refit_experts(
             problem, templates, state, fell_back, R, candidates, random_state
@@ -213,7 +227,7 @@ def run_em(problem, templates, responsibilities, random_state):
         loss = _predictive_loss(problem, log_gate, log_likelihood)
         state.loss_curve.append(float(loss))
 
-        R_next = _next_responsibilities(log_joint, log_mixture, problem)
+        R_next = _next_responsibilities(log_joint, log_mixture, problem, state.active)
         if best is None or loss <= min(state.loss_curve):
             # EM with top-k routing, hard assignments, cv or experts that are
             # not weighted maximum-likelihood fits can make the loss rise:
@@ -269,6 +283,39 @@ def _restore(state, snapshot):
         setattr(state, name, value)
 
 
+def _gate_step(problem, state, R, log_likelihood, random_state):
+    """M-step for the gate: fit it to ``R`` (EM), or take backprop steps.
+
+    The first step of either kind fits the gate to the initial
+    responsibilities; later backprop steps descend the mixture's negative
+    log-likelihood with the experts of the last iteration held fixed.
+    """
+    # Balancing penalties spread the load over the routed experts still in
+    # use: not over dropped experts, nor the shared expert, which is always on.
+    balanced = state.active.copy()
+    if problem.shared is not None:
+        balanced[problem.shared] = False
+    options = {}
+    if not balanced.all() and has_fit_parameter(state.gate, "balanced"):
+        # (a user's own gate may have no penalty, and no such parameter)
+        options["balanced"] = balanced
+    X, weights = problem.X, problem.sample_weight
+    if log_likelihood is None or problem.gate_step == "em":
+        state.gate.fit(X, R, weights, warm_start=log_likelihood is not None, **options)
+        return
+    if problem.shared is not None:
+        options["always_on"] = problem.shared
+    state.gate.fit_mixture(
+        X,
+        log_likelihood,
+        weights,
+        top_k=problem.top_k,
+        noisy=problem.noisy,
+        random_state=random_state.randint(_SEED_MAX),
+        **options,
+    )
+
+
 def _active_log_gate(gate, X, active):
     log_gate = gate.predict_log_proba(X)
     if not active.all():
@@ -277,27 +324,69 @@ def _active_log_gate(gate, X, active):
     return log_gate
 
 
-def _candidate_count(top_k, n_experts):
-    """How many of each row's gate favourites the E-step scores.
+def _candidate_count(problem, n_experts, iteration):
+    """How many of each row's gate favourites the E-step scores (None: all).
 
     With ``top_k=k`` a row is scored by its ``2k`` most gate-weighted experts,
     not only its ``k``: were the E-step restricted to the experts a row is
     routed to, top-1 responsibilities would always be 1 for the gate's own
     choice, and EM could never move a row to a better expert.
+
+    Every expert scores every row when
+
+    * this is the first E-step: the gate was fitted to the initial
+      responsibilities, and uniform ones give a uniform gate whose ties would
+      make the first-listed experts the only candidates;
+    * training by backprop: the gate's gradient steps may send a row to any
+      expert, so the likelihood of each must be known;
+    * capacity is limited: a row turned away by a full expert must have a
+      next choice to go to.
     """
-    if top_k is None or CANDIDATES_PER_ROUTED_EXPERT * top_k >= n_experts:
+    top_k = problem.top_k
+    n_routed = n_experts - (problem.shared is not None)
+    if (
+        top_k is None
+        or iteration == 0
+        or problem.gate_step == "backprop"
+        or problem.capacity_factor is not None
+        or CANDIDATES_PER_ROUTED_EXPERT * top_k >= n_routed
+    ):
         return None
     return CANDIDATES_PER_ROUTED_EXPERT * top_k
 
 
-def _next_responsibilities(log_joint, log_mixture, problem):
-    """Posterior over each row's candidates, truncated to its top k (or top 1)."""
+def _next_responsibilities(log_joint, log_mixture, problem, active):
+    """Posterior over each row's candidates, truncated to its top k (or top 1).
+
+    With ``capacity_factor`` the truncation also keeps every expert within
+    its capacity (:func:`~skmoe._routing.capacity_mask`, ranked by the
+    posterior); a row that finds no room keeps the shared expert alone.
+    """
     if problem.hard:
         return np.eye(log_joint.shape[1])[np.argmax(log_joint, axis=1)]
     if problem.top_k is None:
         return np.exp(log_joint - log_mixture[:, None])
-    keep = top_k_mask(log_joint, problem.top_k)
+    if problem.capacity_factor is None:
+        keep = top_k_mask(log_joint, problem.top_k, always_on=problem.shared)
+    else:
+        keep = _capacity_keep(log_joint, problem, active)
     return np.exp(routed_log_weights(log_joint, keep))
+
+
+def _capacity_keep(log_joint, problem, active):
+    """Each row's top-k by the posterior, within the experts' capacities."""
+    routed = active.copy()
+    scores = log_joint.copy()
+    if problem.shared is not None:
+        routed[problem.shared] = False
+        scores[:, problem.shared] = -np.inf
+    capacity = expert_capacity(
+        len(scores), problem.top_k, int(routed.sum()), problem.capacity_factor
+    )
+    keep = capacity_mask(scores, problem.top_k, capacity)
+    if problem.shared is not None:
+        keep[:, problem.shared] = True
+    return keep
 
 
 def _expert_log_likelihood(problem, outputs, noise):
@@ -317,7 +406,7 @@ def _predictive_loss(problem, log_gate, log_likelihood):
     With ``top_k`` that is each row's top-k experts, a subset of the
     candidates the E-step scored.
     """
-    routed = top_k_mask(log_gate, problem.top_k)
+    routed = top_k_mask(log_gate, problem.top_k, always_on=problem.shared)
     log_joint = routed_log_weights(log_gate, routed) + np.where(
         routed, log_likelihood, 0.0
     )
@@ -348,6 +437,11 @@ def _refit_experts(
         Each expert's noise parameter (``None`` for classifiers).
     """
     use_folds = problem.cv_splits is not None and not final
+    if problem.shared is not None:
+        # The shared expert learns from every row with the user's weights, so
+        # its fit never changes: it is fitted once (see state.frozen).
+        R = R.copy()
+        R[:, problem.shared] = 1.0
     fit_rows = [_fit_rows(R, j, problem.sample_weight) for j in range(len(templates))]
     # The noise is estimated on the rows an expert was fitted to, the
     # likelihood on the rows it is a candidate for: predict both at once.
@@ -357,6 +451,8 @@ def _refit_experts(
     ]
     keys, jobs = [], []
     for j, template in enumerate(templates):
+        if j in state.frozen and not final:
+            continue
         if not state.active[j]:
             if state.experts[j] is None:
                 # Dropped before any full fit (possible with cv): never routed
@@ -413,6 +509,12 @@ def _refit_experts(
         else:
             state.fold_experts.pop((j, fold), None)
         collected[j][np.searchsorted(need_rows[j], predicted_rows)] = output
+    if problem.shared is not None and not final:
+        j = problem.shared
+        if j in state.frozen:
+            need_rows[j], collected[j] = state.frozen[j]
+        elif not fell_back[j]:
+            state.frozen[j] = (need_rows[j], collected[j])
 
     outputs = [(np.empty(0, dtype=np.intp), None)] * len(templates)
     noise = list(state.noise)
@@ -478,14 +580,18 @@ def _handle_collapse(problem, state, R, log_mixture, log_gate, reseeded, iterati
     changed, in which case the run is not declared converged.
     """
     active = state.active
-    n_active = int(active.sum())
+    # The shared expert, always on and fitted on every row, cannot collapse.
+    routed = active.copy()
+    if problem.shared is not None:
+        routed[problem.shared] = False
+    n_active = int(routed.sum())
     if n_active <= 1:
         return False
     w = problem.sample_weight
     rows_held = (w[:, None] * R).sum(axis=0) / w.mean()
     n_samples = R.shape[0]
     threshold = max(MIN_EXPERT_ROWS, MIN_EVEN_SHARE * n_samples / n_active)
-    collapsed = np.flatnonzero(active & (rows_held < threshold))
+    collapsed = np.flatnonzero(routed & (rows_held < threshold))
     if collapsed.size == 0:
         return False
 

@@ -42,7 +42,7 @@ def resolve_experts(experts, n_experts, *, kind, owner):
     else:
         names, estimators = _resolve_template(experts, n_experts)
     for name, estimator in zip(names, estimators):
-        _check_expert(name, estimator, kind)
+        check_expert(name, estimator, kind)
     return names, estimators
 
 
@@ -100,7 +100,8 @@ def _is_drop(estimator):
     return isinstance(estimator, str) and estimator == "drop"
 
 
-def _check_expert(name, estimator, kind):
+def check_expert(name, estimator, kind):
+    """Raise a clear error unless ``estimator`` can be an expert of ``kind``."""
     if isinstance(estimator, type):
         raise TypeError(
             f"Expert {name!r} is the class {estimator.__name__}; pass an instance, "

@@ -32,10 +32,26 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     top_k : int, default=None
         Route each sample to its ``top_k`` highest-weighted experts only;
         ``None`` mixes all experts.
-    training : {"em", "hard_em"}, default="em"
-        Soft responsibilities, or each sample wholly to its best expert.
-    gate : "softmax" or gate object, default="softmax"
-        ``"softmax"`` is :class:`SoftmaxGate` with its defaults.
+    training : {"em", "hard_em", "backprop"}, default="em"
+        Soft responsibilities, each sample wholly to its best expert, or the
+        gate trained by gradient steps on the mixture likelihood (needs
+        torch; see :class:`MoEClassifier`).
+    gate : {"softmax", "mlp"} or gate object, default="softmax"
+        ``"softmax"`` is :class:`SoftmaxGate`, ``"mlp"`` :class:`MLPGate`
+        (torch), each with its defaults.
+    balance, balance_strength, z_loss : default=None
+        When set, override the gate's parameters of the same names
+        (balancing penalty; see :class:`SoftmaxGate`).
+    noisy_gating : bool, default=False
+        Learned, input-dependent noise on the gate's top-k choice during
+        backprop training (Shazeer et al. 2017); off in prediction.
+    capacity_factor : float, default=None
+        In training, no expert takes more than
+        ``min(n, ceil(capacity_factor * top_k * n / n_experts))`` rows; the
+        overflow goes to each row's next choice (see :class:`MoEClassifier`).
+    shared_expert : regressor, default=None
+        An expert that is always on, fitted once on every row; the routed
+        experts are mixed around it (the last column of ``gate_proba``).
     init : {"auto", "kmeans", "random", "uniform"} or array-like, default="auto"
         Initial responsibilities; ``"auto"`` is ``"kmeans"`` for clones of
         one template and ``"uniform"`` for a list (see :class:`MoEClassifier`).
@@ -61,6 +77,8 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     ----------
     experts_ : list of estimator
         Fitted experts, in the order of ``expert_names_``.
+    shared_expert_ : estimator or None
+        The fitted shared expert (also the last of ``experts_``), or None.
     expert_names_ : list of str
     named_experts_ : :class:`~sklearn.utils.Bunch`
     gate_ : estimator

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 
-def top_k_mask(log_gate, top_k):
+def top_k_mask(log_gate, top_k, always_on=None):
     """Boolean mask of each row's ``top_k`` largest gate weights.
 
     Ties go to the expert with the lower index (a stable sort), so that the
@@ -21,17 +21,26 @@ def top_k_mask(log_gate, top_k):
         Log gate weights; ``-inf`` marks an expert that is never routed to.
     top_k : int or None
         ``None`` keeps every expert whose weight is not zero.
+    always_on : int or None, default=None
+        Column of a shared expert: kept in every row, and not one of the
+        ``top_k``, which are chosen among the other columns.
 
     Returns
     -------
     ndarray of bool, shape (n_samples, n_experts)
     """
     available = np.isfinite(log_gate)
-    if top_k is None or top_k >= log_gate.shape[1]:
+    n_routed = log_gate.shape[1] - (always_on is not None)
+    if top_k is None or top_k >= n_routed:
         return available
+    if always_on is not None:
+        log_gate = log_gate.copy()
+        log_gate[:, always_on] = -np.inf
     order = np.argsort(-log_gate, axis=1, kind="stable")[:, :top_k]
     mask = np.zeros(log_gate.shape, dtype=bool)
     np.put_along_axis(mask, order, True, axis=1)
+    if always_on is not None:
+        mask[:, always_on] = True
     return mask & available
 
 
@@ -68,3 +77,77 @@ def routed_weights(log_gate, mask):
 def rows_by_expert(mask):
     """For each expert, the indices of the rows routed to it."""
     return [np.flatnonzero(column) for column in mask.T]
+
+
+def expert_capacity(n_samples, top_k, n_experts, capacity_factor):
+    """Rows one expert may take in training: ``min(n, ceil(c * k * n / E))``.
+
+    ``n_experts`` counts the experts that can be routed to (dropped experts
+    have no capacity to offer). Capacity never exceeds ``n_samples``: an
+    expert cannot take a row twice.
+    """
+    share = capacity_factor * top_k * n_samples / n_experts
+    return int(min(n_samples, np.ceil(share - 1e-9)))
+
+
+def capacity_mask(scores, top_k, capacity):
+    """Top-k routing in which no expert takes more than ``capacity`` rows.
+
+    Each row asks for its ``top_k`` best experts by ``scores``. Going down
+    the rows' preferences one rank at a time, an expert accepts the rows that
+    ask for it in order of decreasing score while it has room; a row it turns
+    away asks its next choice at the next rank (the overflow rule of GShard
+    and the Switch Transformer, with the next choice instead of a dropped
+    token). A row ends with fewer than ``top_k`` experts when every expert
+    it could still go to is full, and with none only if
+    ``capacity * (available experts) < top_k * n_samples``.
+
+    The result depends on all the rows together, so it is for training only:
+    prediction routes each row on its own.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_experts)
+        Higher is preferred; ``-inf`` marks an expert the row cannot go to.
+    top_k : int
+        Experts per row.
+    capacity : int
+        Most rows per expert.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples, n_experts)
+        At most ``top_k`` True per row and ``capacity`` per column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores = np.array([[3.0, 1.0], [2.0, 1.0], [1.0, 0.0]])
+    >>> capacity_mask(scores, top_k=1, capacity=2).astype(int)
+    array([[1, 0],
+           [1, 0],
+           [0, 1]])
+    """
+    n_samples, n_experts = scores.shape
+    preference = np.argsort(-scores, axis=1, kind="stable")
+    mask = np.zeros(scores.shape, dtype=bool)
+    taken = np.zeros(n_samples, dtype=int)
+    room = np.full(n_experts, capacity, dtype=int)
+    for rank in range(n_experts):
+        asking = np.flatnonzero(taken < top_k)
+        if asking.size == 0:
+            break
+        choice = preference[asking, rank]
+        score = scores[asking, choice]
+        possible = np.isfinite(score)
+        asking, choice, score = asking[possible], choice[possible], score[possible]
+        # Within each expert, the highest scores are served first.
+        order = np.lexsort((-score, choice))
+        asking, choice = asking[order], choice[order]
+        first_of_expert = np.searchsorted(choice, choice, side="left")
+        place_in_queue = np.arange(choice.size) - first_of_expert
+        accepted = place_in_queue < room[choice]
+        mask[asking[accepted], choice[accepted]] = True
+        taken[asking[accepted]] += 1
+        room -= np.bincount(choice[accepted], minlength=n_experts)
+    return mask

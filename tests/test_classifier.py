@@ -485,3 +485,70 @@ def test_fallback_expert_in_multiclass_keeps_probabilities_aligned():
     assert np.all(np.isfinite(proba))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert np.all(moe.predict(X[X[:, 0] < -0.3]) == "c")
+
+
+# -- balancing set on the mixture ----------------------------------------------------
+
+
+def test_mixture_balance_parameters_override_the_gates_own(binary):
+    from skmoe import SoftmaxGate
+
+    X, y = binary
+    gate = SoftmaxGate(C=2.0, balance="entropy", balance_strength=0.5)
+    moe = quiet_fit(
+        MoEClassifier(
+            TREE,
+            n_experts=3,
+            gate=gate,
+            balance="switch",
+            z_loss=0.001,
+            random_state=0,
+        ),
+        X,
+        y,
+    )
+    assert moe.gate_.balance == "switch"
+    assert moe.gate_.z_loss == 0.001
+    # not overridden: kept from the gate
+    assert moe.gate_.balance_strength == 0.5
+    assert moe.gate_.C == 2.0
+    # the user's gate object is left as it was
+    assert gate.balance == "entropy" and gate.z_loss == 0.0
+
+
+def test_mixture_balance_with_the_default_gate_configures_it(binary):
+    X, y = binary
+    moe = quiet_fit(
+        MoEClassifier(
+            DecisionTreeClassifier(max_depth=2),
+            n_experts=3,
+            balance="importance",
+            balance_strength=0.1,
+            random_state=0,
+        ),
+        X,
+        y,
+    )
+    assert (moe.gate_.balance, moe.gate_.balance_strength) == ("importance", 0.1)
+
+
+def test_balance_override_on_a_gate_without_such_parameters_is_refused(binary):
+    from sklearn.base import BaseEstimator
+
+    class PlainGate(BaseEstimator):
+        def fit(self, X, R, sample_weight=None, warm_start=False):
+            self.prior_ = np.average(R, axis=0, weights=sample_weight)
+            return self
+
+        def predict_log_proba(self, X):
+            return np.tile(np.log(self.prior_), (len(X), 1))
+
+    X, y = binary
+    moe = MoEClassifier(
+        DecisionTreeClassifier(max_depth=2),
+        n_experts=2,
+        gate=PlainGate(),
+        balance="switch",
+    )
+    with pytest.raises(ValueError, match="PlainGate has none"):
+        moe.fit(X, y)

@@ -759,3 +759,182 @@ def test_first_e_step_scores_every_expert_even_when_the_gate_ties():
     moe = quiet_fit(MoERegressor(experts, top_k=1, random_state=0), X, y)
     assert moe.expert_load_[2] > 0.9
     np.testing.assert_array_equal(moe.gate_proba(X).argmax(axis=1), 2)
+
+
+# -- capacity ------------------------------------------------------------------------
+
+
+def _tree_regimes(n_samples=400):
+    X, y, regime = regime_data(n_samples=n_samples, random_state=0)
+    return X, y, regime
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.25])
+def test_no_expert_fits_more_rows_than_its_capacity_in_any_iteration(factor):
+    X, y, _ = _tree_regimes()
+    n_experts, top_k = 4, 1
+    moe = MoERegressor(
+        CountingRegressor(tag="routed"),
+        n_experts=n_experts,
+        top_k=top_k,
+        capacity_factor=factor,
+        max_iter=6,
+        random_state=0,
+    )
+    quiet_fit(moe, X, y)
+    capacity = int(np.ceil(factor * top_k * len(X) / n_experts))
+    sizes = [len(record.X) for record in fits("routed")]
+    assert len(sizes) >= n_experts * 2
+    assert max(sizes) <= capacity
+
+
+def test_without_capacity_the_same_mixture_overloads_an_expert():
+    # (the test above would pass trivially if loads were even anyway)
+    X, y, _ = _tree_regimes()
+    moe = MoERegressor(
+        CountingRegressor(tag="routed"),
+        n_experts=4,
+        top_k=1,
+        max_iter=6,
+        random_state=0,
+    )
+    quiet_fit(moe, X, y)
+    assert max(len(record.X) for record in fits("routed")) > 100
+
+
+def test_capacity_is_for_training_only_prediction_is_row_by_row():
+    X, y, _ = _tree_regimes()
+    moe = quiet_fit(
+        MoERegressor(
+            LinearRegression(),
+            n_experts=4,
+            top_k=1,
+            capacity_factor=1.0,
+            random_state=0,
+        ),
+        X,
+        y,
+    )
+    batch = moe.predict(X[:40])
+    one_by_one = np.array([moe.predict(X[i : i + 1])[0] for i in range(40)])
+    np.testing.assert_allclose(one_by_one, batch, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"capacity_factor": 1.0}, "set top_k"),
+        ({"capacity_factor": 0.5, "top_k": 1}, "shared_expert"),
+        ({"capacity_factor": 1.0, "top_k": 1, "training": "hard_em"}, "hard_em"),
+        ({"noisy_gating": True, "top_k": 1}, "training='backprop'"),
+    ],
+)
+def test_training_options_that_cannot_work_together_are_refused(params, message):
+    X, y, _ = _tree_regimes(100)
+    moe = MoERegressor(LinearRegression(), n_experts=2, **params)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        moe.fit(X, y)
+
+
+# -- shared expert -------------------------------------------------------------------
+
+
+def _moe_with_shared(**params):
+    return MoERegressor(
+        CountingRegressor(tag="routed"),
+        n_experts=3,
+        top_k=1,
+        shared_expert=CountingRegressor(tag="shared"),
+        random_state=0,
+        **params,
+    )
+
+
+def test_shared_expert_is_fitted_once_on_every_row_with_the_users_weights():
+    X, y, _ = _tree_regimes()
+    weights = np.random.RandomState(0).uniform(0.5, 2.0, size=len(X))
+    moe = quiet_fit(_moe_with_shared(max_iter=5), X, y, sample_weight=weights)
+    assert moe.n_iter_ > 1
+    shared_fits = fits("shared")
+    assert len(shared_fits) == 1
+    order = row_indices(X, shared_fits[0].X)
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(X)))
+    np.testing.assert_allclose(shared_fits[0].sample_weight, weights[order])
+
+
+def test_shared_expert_is_always_on_and_named_last():
+    X, y, _ = _tree_regimes()
+    moe = quiet_fit(_moe_with_shared(), X, y)
+    assert moe.expert_names_[-1] == "shared"
+    assert moe.shared_expert_ is moe.experts_[-1]
+    assert moe.named_experts_["shared"] is moe.shared_expert_
+    weights = moe.gate_proba(X)
+    assert weights.shape == (len(X), 4)
+    assert np.all(weights[:, -1] > 0)
+    # top_k=1 counts the routed experts only: one of them, plus the shared one
+    assert np.all((weights[:, :-1] > 0).sum(axis=1) == 1)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+
+
+def test_rows_without_room_are_left_to_the_shared_expert():
+    X, y, _ = _tree_regimes()
+    moe = _moe_with_shared(capacity_factor=0.5, max_iter=3)
+    quiet_fit(moe, X, y)
+    capacity = int(np.ceil(0.5 * len(X) / 3))
+    routed_sizes = [len(record.X) for record in fits("routed")]
+    assert max(routed_sizes) <= capacity
+    # a routed expert holds at most `capacity` rows, so some rows have the
+    # shared expert alone; it still saw them all
+    assert len(fits("shared")[0].X) == len(X)
+
+
+def test_shared_expert_helps_where_one_global_trend_is_shared():
+    # y = 3 x + a regime-dependent wiggle: the global trend is the shared
+    # expert's, each regime's departure from it a routed expert's
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-3, 3, size=(600, 1))
+    y = 3 * X[:, 0] + np.where(X[:, 0] > 0, 1.0, -1.0) + rng.normal(0, 0.1, 600)
+    plain = quiet_fit(
+        MoERegressor(DummyRegressor(), n_experts=2, top_k=1, random_state=0),
+        X,
+        y,
+    )
+    shared = quiet_fit(
+        MoERegressor(
+            DummyRegressor(),
+            n_experts=2,
+            top_k=1,
+            shared_expert=LinearRegression(),
+            random_state=0,
+        ),
+        X,
+        y,
+    )
+    assert shared.score(X, y) > plain.score(X, y) + 0.05
+
+
+def test_a_routed_expert_may_not_be_called_shared():
+    X, y, _ = _tree_regimes(100)
+    moe = MoERegressor(
+        [("shared", LinearRegression()), ("b", LinearRegression())],
+        shared_expert=LinearRegression(),
+    )
+    with pytest.raises(ValueError, match="name of the shared expert"):
+        moe.fit(X, y)
+
+
+def test_shared_expert_must_be_the_mixtures_kind():
+    X, y = regime_classification(100)
+    moe = MoEClassifier(TREE, n_experts=2, shared_expert=LinearRegression())
+    with pytest.raises(ValueError, match="not a classifier"):
+        moe.fit(X, y)
+
+
+def test_shared_expert_with_cv_is_fitted_per_fold_once_then_on_everything():
+    X, y, _ = _tree_regimes()
+    moe = quiet_fit(_moe_with_shared(cv=3, max_iter=4), X, y)
+    assert moe.n_iter_ > 1
+    # three fold models in the first iteration, then the final full fit
+    sizes = [len(record.X) for record in fits("shared")]
+    assert len(sizes) == 4
+    assert sizes[-1] == len(X)

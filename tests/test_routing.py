@@ -5,6 +5,8 @@ import pytest
 from scipy.special import log_softmax
 
 from skmoe._routing import (
+    capacity_mask,
+    expert_capacity,
     routed_log_weights,
     routed_weights,
     rows_by_expert,
@@ -174,3 +176,104 @@ def test_routed_weights_are_the_exponential_of_routed_log_weights(top_k):
     np.testing.assert_allclose(weights, np.exp(routed_log_weights(log_gate, mask)))
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
     assert np.all(weights[~mask] == 0.0)
+
+
+# -- always-on (shared) column -------------------------------------------------------
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_always_on_column_is_kept_and_not_counted_in_top_k(top_k):
+    log_gate = random_log_gate(E=5)
+    log_gate[:, 4] = 10.0  # the shared column would win every top-k
+    mask = top_k_mask(log_gate, top_k, always_on=4)
+    assert mask[:, 4].all()
+    assert np.all(mask[:, :4].sum(axis=1) == top_k)
+    # the routed choice is the top-k among the other columns
+    np.testing.assert_array_equal(mask[:, :4], top_k_mask(log_gate[:, :4], top_k))
+
+
+def test_always_on_with_top_k_covering_the_routed_experts_keeps_everything():
+    log_gate = random_log_gate(E=4)
+    assert top_k_mask(log_gate, 3, always_on=3).all()
+
+
+# -- capacity -------------------------------------------------------------------------
+
+
+def sequential_capacity_reference(scores, top_k, capacity):
+    """Capacity routing written as the plain loop it describes.
+
+    Rank by rank, the rows still short of top_k experts ask their next
+    choice; each expert serves its askers by decreasing score while it has
+    room.
+    """
+    n, E = scores.shape
+    mask = np.zeros((n, E), dtype=bool)
+    room = [capacity] * E
+    for rank in range(E):
+        asks = {j: [] for j in range(E)}
+        for i in range(n):
+            if mask[i].sum() < top_k:
+                j = sorted(range(E), key=lambda e: (-scores[i, e], e))[rank]
+                if np.isfinite(scores[i, j]):
+                    asks[j].append(i)
+        for j, rows in asks.items():
+            for i in sorted(rows, key=lambda r: (-scores[r, j], r)):
+                if room[j] > 0:
+                    mask[i, j] = True
+                    room[j] -= 1
+    return mask
+
+
+@pytest.mark.parametrize("top_k, capacity", [(1, 5), (2, 9), (1, 12), (3, 13)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_capacity_mask_matches_the_sequential_rule(top_k, capacity, seed):
+    rng = np.random.RandomState(seed)
+    scores = rng.normal(size=(40, 6))
+    scores[:, 0] += 2.0  # one popular expert, so capacity binds
+    scores[rng.rand(40, 6) < 0.1] = -np.inf
+    expected = sequential_capacity_reference(scores, top_k, capacity)
+    np.testing.assert_array_equal(capacity_mask(scores, top_k, capacity), expected)
+
+
+def test_capacity_mask_respects_capacity_and_top_k_and_places_every_row():
+    rng = np.random.RandomState(0)
+    scores = rng.normal(size=(1000, 8))
+    scores[:, 0] += 3.0
+    capacity = expert_capacity(1000, 2, 8, 1.0)
+    mask = capacity_mask(scores, 2, capacity)
+    assert mask.sum(axis=0).max() <= capacity == 250
+    assert mask.sum(axis=1).max() <= 2
+    # enough room in all for every row's two experts: nobody is left out
+    assert mask.sum(axis=1).min() >= 1
+    assert mask.sum() >= 2 * 1000 - 8
+
+
+def test_capacity_overflow_goes_to_the_next_choice_by_priority():
+    scores = np.array([[3.0, 2.0, 0.0], [2.0, 1.0, 0.0], [1.0, 0.0, 2.0]])
+    # expert 0 takes one row: the row that scores it highest; the other goes
+    # to its second choice
+    mask = capacity_mask(scores, top_k=1, capacity=1)
+    np.testing.assert_array_equal(mask.astype(int), [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_ample_capacity_is_plain_top_k():
+    log_gate = random_log_gate(n=30, E=4)
+    np.testing.assert_array_equal(
+        capacity_mask(log_gate, 2, 30), top_k_mask(log_gate, 2)
+    )
+
+
+@pytest.mark.parametrize(
+    "n, k, E, factor, expected",
+    [
+        (1000, 1, 8, 1.0, 125),
+        (1000, 1, 8, 1.25, 157),
+        (10, 2, 2, 5.0, 10),
+        (7, 1, 3, 1.0, 3),
+    ],
+)
+def test_expert_capacity_is_ceil_of_c_k_n_over_e_and_at_most_n(
+    n, k, E, factor, expected
+):
+    assert expert_capacity(n, k, E, factor) == expected
