@@ -14,6 +14,7 @@ __all__ = [
     "ExpertCollapseWarning",
     "ExpertFallbackWarning",
     "InconsistentVersionWarning",
+    "MLPGate",
     "MoEClassifier",
     "MoERegressor",
     "SoftmaxGate",
@@ -22,9 +23,13 @@ __all__ = [
     "__version__",
 ]
 
-# The torch experts are imported on first use, so that ``import skmoe`` never
-# imports torch (an optional extra: pip install "skmoe[torch]").
-_LAZY = {"TorchMLPClassifier": "._torch_mlp", "TorchMLPRegressor": "._torch_mlp"}
+# The torch experts and gate are imported on first use, so that ``import skmoe``
+# never imports torch (an optional extra: pip install "skmoe[torch]").
+_LAZY = {
+    "MLPGate": "._torch_gates",
+    "TorchMLPClassifier": "._torch_mlp",
+    "TorchMLPRegressor": "._torch_mlp",
+}
 
 
 def __getattr__(name):

@@ -1,5 +1,6 @@
 """Gates: the models that map a sample to a point of the experts' simplex."""
 
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,11 +10,15 @@ from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._balance import BALANCE_PENALTIES, z_loss_penalty
+from ._balance import BALANCE_PENALTIES, balance_penalty, z_loss_penalty
+
+_INSTALL_HINT = 'pip install "skmoe[torch]"'
+_SEED_MAX = np.iinfo(np.int32).max
 
 
 def fit_gate_features(X, sample_weight):
@@ -46,7 +51,240 @@ def fit_gate_features(X, sample_weight):
     return make_pipeline(imputer, scaler)
 
 
-class SoftmaxGate(BaseEstimator):
+def _check_balanced(balanced, n_experts):
+    """The ``balanced`` mask as a boolean array, or None for every expert."""
+    if balanced is None:
+        return None
+    mask = np.asarray(balanced)
+    if mask.dtype != bool or mask.shape != (n_experts,):
+        raise ValueError(
+            "balanced must be a boolean mask with one entry per expert, shape "
+            f"({n_experts},); got dtype {mask.dtype} and shape {mask.shape}."
+        )
+    return mask
+
+
+def _check_routing(top_k, noisy, always_on, n_experts):
+    """Check ``fit_mixture``'s routing options."""
+    if top_k is not None and not (isinstance(top_k, Integral) and top_k >= 1):
+        raise ValueError(f"top_k must be a positive integer or None; got {top_k!r}.")
+    if noisy and top_k is None:
+        raise ValueError(
+            "noisy=True needs top_k: the noise only serves to choose each row's "
+            "top-k experts (noisy top-k gating); pass top_k, or noisy=False."
+        )
+    if always_on is not None and not (
+        isinstance(always_on, Integral) and 0 <= always_on < n_experts
+    ):
+        raise ValueError(
+            f"always_on must be the column of an expert, in [0, {n_experts}), or "
+            f"None; got {always_on!r}."
+        )
+
+
+def _check_log_likelihood(log_likelihood, weights):
+    """Refuse NaN, +inf, and rows of positive weight without an expert."""
+    if np.isnan(log_likelihood).any() or np.isposinf(log_likelihood).any():
+        raise ValueError(
+            "log_likelihood must be finite, or -inf where an expert is not "
+            "available to a row; it holds NaN or +inf."
+        )
+    stranded = np.flatnonzero((weights > 0) & ~np.isfinite(log_likelihood).any(axis=1))
+    if stranded.size:
+        raise ValueError(
+            f"{stranded.size} rows (e.g. row {stranded[0]}) have no available "
+            "expert: every log-likelihood of the row is -inf."
+        )
+
+
+def _import_torch_gates(owner):
+    """The torch gate module; an ImportError naming the extra without torch."""
+    from . import _torch_gates
+
+    _torch_gates.check_torch(owner)
+    return _torch_gates
+
+
+class _BaseGate(BaseEstimator):
+    """What SoftmaxGate and MLPGate share: the gate protocol but ``fit``.
+
+    Subclasses define ``decision_function`` and, for the backprop step
+    ``fit_mixture`` (in torch, see ``skmoe._torch_gates``):
+
+    - ``_l2_strength(total_weight)``: ``lambda`` of the L2 term
+      ``lambda / 2 * ||W||^2`` of the objective (a weighted mean over rows);
+    - ``_training_device()``: where torch trains;
+    - ``_network(n_features, n_experts, *, warm, noisy, random_state)``: the
+      ``GateNetwork`` to train, the current gate's when ``warm`` and
+      compatible;
+    - ``_keep_network(network)``: store the trained network.
+    """
+
+    _parameter_constraints: dict = {
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
+        "balance_strength": [Interval(Real, 0, None, closed="left")],
+        "z_loss": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def _check_inputs(self, targets, sample_weight, balanced):
+        """``(targets, weights, balanced)`` as arrays, checked."""
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.ndim != 2:
+            raise ValueError(
+                "Expected a 2-d array of shape (n_samples, n_experts); got shape "
+                f"{targets.shape}."
+            )
+        n_samples, n_experts = targets.shape
+        weights = (
+            np.ones(n_samples)
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=np.float64)
+        )
+        return targets, weights, _check_balanced(balanced, n_experts)
+
+    def _fit_features(self, X, weights):
+        """Fit the gate's preprocessing (``features_``); return ``z(X)``.
+
+        The features are refitted even on a warm start: the data, not the
+        starting point, decide them.
+        """
+        self.features_ = fit_gate_features(X, weights)
+        return self.features_.transform(X)
+
+    def _random_state(self, random_state=None, *, restart=False):
+        """The generator one training call draws its seeds from.
+
+        The caller's ``random_state`` when given. Otherwise the gate's own
+        stream, started from ``self.random_state`` at a cold start and
+        continued by the calls after it: consecutive calls draw fresh
+        shuffles and noise, and the same sequence of calls on a gate with
+        the same int ``random_state`` gives the same results.
+        """
+        if random_state is not None:
+            return check_random_state(random_state)
+        if restart or not hasattr(self, "_seed_stream"):
+            self._seed_stream = check_random_state(self.random_state)
+        return self._seed_stream
+
+    def fit_mixture(
+        self,
+        X,
+        log_likelihood,
+        sample_weight=None,
+        *,
+        top_k=None,
+        noisy=False,
+        balanced=None,
+        always_on=None,
+        random_state=None,
+    ):
+        """One backprop step: train the gate on the mixture's likelihood.
+
+        Trains the gate for ``n_epochs`` epochs of minibatch Adam on the
+        negative log-likelihood of the mixture, the experts held fixed (their
+        log-likelihoods given), plus the L2 term and the penalties of
+        ``fit``. Starts from the current parameters when fitted (a warm
+        start), else initialises them. With ``h`` the gate's logits (plus
+        ``eps * sigma(x)``, ``eps ~ N(0, 1)``, when ``noisy``), ``v`` the
+        sample weights normalised over the minibatch and ``S_i`` the experts
+        row ``i`` is trained on, each minibatch minimises::
+
+            - sum_i v_i log sum_{j in S_i} softmax_{S_i}(h_i)_j p_ij
+            + L2 + balance_strength * B + z_loss * Z
+
+        where ``p_ij = exp(log_likelihood[i, j])`` and ``softmax_{S_i}`` is
+        the softmax over ``S_i`` alone. ``S_i`` holds the ``min(2 k,
+        n_available)`` largest logits of ``h_i`` among the row's available
+        experts when ``top_k=k`` (all available experts when None), plus the
+        ``always_on`` expert. Twice ``k`` mirrors the E-step of EM: with
+        ``k=1`` a softmax over one expert has no gradient, so training mixes
+        each row's ``2 k`` favourites. The balancing penalty ``B`` and the
+        z-loss ``Z`` act on the clean logits (``B`` on the ``balanced``
+        columns only). When ``noisy`` with ``balance="importance"``, Shazeer
+        et al.'s load penalty (``skmoe._torch_balance.load_penalty``) of the
+        ``balanced`` columns is added with the same strength, as in their
+        paper (``w_importance = w_load``).
+
+        The noise (its scale ``sigma(x) = softplus(x W_noise + b_noise)``,
+        learned, starting from zero weights) is used in training only:
+        ``decision_function`` and ``predict_proba`` give the clean gate.
+
+        Needs torch: ``pip install "skmoe[torch]"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        log_likelihood : array-like of shape (n_samples, n_experts)
+            ``log p_j(y_i | x_i)``, each expert's log-likelihood of each row;
+            ``-inf`` marks an expert not available to a row (a dropped
+            expert), which is never routed to.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Rows of zero weight are removed before training: they have no
+            effect at all.
+        top_k : int, default=None
+            Experts per row at prediction; None mixes them all.
+        noisy : bool, default=False
+            Noisy top-k gating in training (Shazeer et al., 2017); needs
+            ``top_k``.
+        balanced : array-like of bool of shape (n_experts,), default=None
+            The experts the balancing penalty acts on; None for all.
+        always_on : int, default=None
+            Column of a shared expert, in every row's ``S_i`` beside the
+            chosen ones.
+        random_state : int, RandomState instance or None, default=None
+            Seeds this step's shuffling and noise. None draws from the gate's
+            own stream (started from its ``random_state``), so that
+            consecutive steps draw afresh.
+
+        Returns
+        -------
+        self : object
+            The gate, with ``n_iter_`` (epochs run) and ``loss_`` (mean loss
+            of the last epoch).
+        """
+        self._validate_params()
+        torch_gates = _import_torch_gates(type(self).__name__)
+        log_likelihood, weights, balanced = self._check_inputs(
+            log_likelihood, sample_weight, balanced
+        )
+        _check_routing(top_k, noisy, always_on, log_likelihood.shape[1])
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight sums to zero: there is nothing to fit.")
+        _check_log_likelihood(log_likelihood, weights)
+        Z = self._fit_features(X, weights)
+        torch_gates.train_on_mixture(
+            self,
+            Z,
+            log_likelihood,
+            weights,
+            top_k=top_k,
+            noisy=noisy,
+            balanced=balanced,
+            always_on=always_on,
+            random_state=self._random_state(
+                random_state, restart=not hasattr(self, "n_experts_")
+            ),
+        )
+        return self
+
+    def decision_function(self, X):  # pragma: no cover - overridden
+        """Gate logits, shape (n_samples, n_experts)."""
+        raise NotImplementedError
+
+    def predict_log_proba(self, X):
+        """Log gate weights, shape (n_samples, n_experts)."""
+        return log_softmax(self.decision_function(X), axis=1)
+
+    def predict_proba(self, X):
+        """Gate weights, shape (n_samples, n_experts); rows sum to one."""
+        return softmax(self.decision_function(X), axis=1)
+
+
+class SoftmaxGate(_BaseGate):
     """Linear softmax gate fitted to soft targets (responsibilities).
 
     The gate gives ``g(x) = softmax(s(x))`` with logits ``s(x) = W^T z(x) + b``,
@@ -92,7 +330,18 @@ class SoftmaxGate(BaseEstimator):
     started from the previous solution when refitted inside EM (a warm
     start). With ``balance="switch"`` the objective is piecewise smooth (``f``
     jumps when a row's top expert changes), so L-BFGS-B may stop on a jump
-    before ``tol`` is met.
+    before ``tol`` is met. ``fit(..., balanced=mask)`` applies ``B`` to the
+    logits of the experts in ``mask`` only (with their own softmax; see
+    ``skmoe._balance.balance_penalty``); the z-loss acts on every column.
+
+    ``fit_mixture`` is the backprop alternative to the EM step: a few epochs
+    of minibatch Adam (``learning_rate``, ``batch_size``, ``n_epochs``) on
+    the mixture's negative log-likelihood given the experts'
+    log-likelihoods, with the same L2 term ``||W||^2 / (2 * C * sum_i w_i)``
+    and penalties. It runs in torch (float32, on the CPU: a linear gate is
+    too small to gain from a GPU) and writes the parameters back as float64
+    arrays; noisy top-k gating adds the noise weights ``noise_coef_`` and
+    ``noise_intercept_``. ``fit`` itself never imports torch.
 
     Parameters
     ----------
@@ -110,15 +359,37 @@ class SoftmaxGate(BaseEstimator):
     z_loss : float, default=0.0
         Weight of the router z-loss in the objective; 0 turns it off (ST-MoE
         uses 0.001).
+    learning_rate : float, default=0.01
+        Adam's step size in ``fit_mixture``. Larger than a network's usual
+        1e-3: the linear gate's objective is well conditioned (standardised
+        features), and ``fit_mixture`` runs few epochs per call.
+    batch_size : int, default=256
+        Rows per minibatch in ``fit_mixture``.
+    n_epochs : int, default=5
+        Epochs per ``fit_mixture`` call.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffling and noise of ``fit_mixture`` (``fit`` is
+        deterministic).
 
     Attributes
     ----------
     coef_ : ndarray of shape (n_features, n_experts)
         Weights on the standardised features.
     intercept_ : ndarray of shape (n_experts,)
+    noise_coef_ : ndarray of shape (n_features, n_experts)
+        Weights of the noise scale ``softplus(z @ noise_coef_ +
+        noise_intercept_)`` of noisy top-k gating; set by
+        ``fit_mixture(..., noisy=True)``, removed by a cold ``fit``.
+    noise_intercept_ : ndarray of shape (n_experts,)
+    features_ : Pipeline
+        The fitted imputer and scaler giving ``z``.
     n_experts_ : int
     n_iter_ : int
-        L-BFGS iterations of the last fit.
+        L-BFGS iterations of the last ``fit``; epochs of the last
+        ``fit_mixture``.
+    loss_ : float
+        The objective at the end of the last ``fit``; the mean minibatch
+        loss of the last epoch of ``fit_mixture``.
 
     Examples
     --------
@@ -133,12 +404,10 @@ class SoftmaxGate(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        **_BaseGate._parameter_constraints,
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
-        "balance_strength": [Interval(Real, 0, None, closed="left")],
-        "z_loss": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -149,6 +418,10 @@ class SoftmaxGate(BaseEstimator):
         balance=None,
         balance_strength=0.01,
         z_loss=0.0,
+        learning_rate=0.01,
+        batch_size=256,
+        n_epochs=5,
+        random_state=None,
     ):
         self.C = C
         self.max_iter = max_iter
@@ -156,8 +429,20 @@ class SoftmaxGate(BaseEstimator):
         self.balance = balance
         self.balance_strength = balance_strength
         self.z_loss = z_loss
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.random_state = random_state
 
-    def fit(self, X, responsibilities, sample_weight=None, *, warm_start=False):
+    def fit(
+        self,
+        X,
+        responsibilities,
+        sample_weight=None,
+        *,
+        warm_start=False,
+        balanced=None,
+    ):
         """Fit the gate to target responsibilities.
 
         Parameters
@@ -169,23 +454,28 @@ class SoftmaxGate(BaseEstimator):
         warm_start : bool, default=False
             Start the solver from the current ``coef_`` and ``intercept_``
             (used by EM, where consecutive targets differ little). It changes
-            the cost of the fit, not its solution.
+            the cost of the fit, not its solution. A cold fit forgets the
+            noise weights of ``fit_mixture``.
+        balanced : array-like of bool of shape (n_experts,), default=None
+            The experts the balancing penalty acts on; None for all. Their
+            logits get the penalty of their own softmax, the other columns
+            none of it (a dropped expert, or an always-on shared expert,
+            must not be balanced).
 
         Returns
         -------
         self : SoftmaxGate
         """
         self._validate_params()
-        R = np.asarray(responsibilities, dtype=np.float64)
-        n_samples, n_experts = R.shape
-        weights = (
-            np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight)
+        R, weights, balanced = self._check_inputs(
+            responsibilities, sample_weight, balanced
         )
-        # The features are refitted even on a warm start: the starting point
-        # changes, never the optimum.
-        self.features_ = fit_gate_features(X, weights)
-        Z = self.features_.transform(X)
+        n_experts = R.shape[1]
+        Z = self._fit_features(X, weights)
         n_features = Z.shape[1]
+        if not warm_start:
+            for name in ("noise_coef_", "noise_intercept_"):
+                self.__dict__.pop(name, None)
 
         start = np.zeros((n_features + 1, n_experts))
         if warm_start and getattr(self, "coef_", np.empty((0, 0))).shape == (
@@ -208,7 +498,10 @@ class SoftmaxGate(BaseEstimator):
         logit_penalties = []
         if self.balance is not None and self.balance_strength > 0:
             logit_penalties.append(
-                (BALANCE_PENALTIES[self.balance], self.balance_strength)
+                (
+                    partial(balance_penalty, self.balance, balanced=balanced),
+                    self.balance_strength,
+                )
             )
         if self.z_loss > 0:
             logit_penalties.append((z_loss_penalty, self.z_loss))
@@ -253,6 +546,7 @@ class SoftmaxGate(BaseEstimator):
         self.intercept_ = params[-1]
         self.n_experts_ = n_experts
         self.n_iter_ = int(result.nit)
+        self.loss_ = float(result.fun)
         return self
 
     def decision_function(self, X):
@@ -260,10 +554,34 @@ class SoftmaxGate(BaseEstimator):
         check_is_fitted(self)
         return self.features_.transform(X) @ self.coef_ + self.intercept_
 
-    def predict_log_proba(self, X):
-        """Log gate weights, shape (n_samples, n_experts)."""
-        return log_softmax(self.decision_function(X), axis=1)
+    # -- the backprop step's hooks (see _BaseGate) --------------------------------
 
-    def predict_proba(self, X):
-        """Gate weights, shape (n_samples, n_experts); rows sum to one."""
-        return softmax(self.decision_function(X), axis=1)
+    def _l2_strength(self, total_weight):
+        return 1.0 / (self.C * total_weight)
+
+    def _training_device(self):
+        return "cpu"
+
+    def _network(self, n_features, n_experts, *, warm, noisy, random_state):
+        """A linear GateNetwork holding the current parameters, else zeros.
+
+        Zeros are the uniform gate, where ``fit`` starts too: deterministic,
+        so ``random_state`` is not used.
+        """
+        from ._torch_gates import linear_gate_network
+
+        def current(coef_name, intercept_name):
+            coef = getattr(self, coef_name, None)
+            if warm and coef is not None and coef.shape == (n_features, n_experts):
+                return coef, getattr(self, intercept_name)
+            return np.zeros((n_features, n_experts)), np.zeros(n_experts)
+
+        noise = current("noise_coef_", "noise_intercept_") if noisy else None
+        return linear_gate_network(*current("coef_", "intercept_"), noise=noise)
+
+    def _keep_network(self, network):
+        from ._torch_gates import linear_gate_parameters
+
+        self.coef_, self.intercept_, noise = linear_gate_parameters(network)
+        if noise is not None:
+            self.noise_coef_, self.noise_intercept_ = noise

@@ -1,0 +1,814 @@
+"""Gates trained by backprop, in torch: the gate network, its training, MLPGate.
+
+torch is an optional extra (``pip install "skmoe[torch]"``). ``import skmoe``
+never imports this module; :class:`~skmoe.MLPGate` is resolved lazily, and
+``SoftmaxGate.fit_mixture`` imports it when called. Without torch the module
+still imports, and :class:`MLPGate` (construction or fit) and
+``SoftmaxGate.fit_mixture`` raise an ImportError naming the extra.
+
+The pieces, shared by both gates and by the all-torch mixture:
+
+* :class:`GateNetwork`: the logits ``s(z)`` (a linear layer, or an MLP)
+  and, for noisy top-k gating, the noise scale ``sigma(z) = softplus(z
+  W_noise + b_noise)`` of Shazeer et al., "Outrageously Large Neural
+  Networks" (ICLR 2017), eq. 3-5. The output layer and the noise head start
+  at zero, as Shazeer et al. initialise ``W_g`` and ``W_noise``: an untrained
+  gate is uniform, and its noise scale ``log 2``.
+* :class:`GateObjective`: the terms added to a gate's fit, ``l2 / 2 *
+  ||W||^2`` on the weight matrices of the logits (not on biases, nor on the
+  noise head), ``balance_strength`` times a balancing penalty of
+  :mod:`skmoe._torch_balance` on the ``balanced`` columns, and ``z_loss``
+  times the router z-loss.
+* :func:`soft_target_loss` (the EM M-step: cross-entropy to the
+  responsibilities) and :func:`mixture_loss` (the backprop step: negative
+  log-likelihood of the mixture over each row's candidate experts,
+  :func:`routed_log_mixture`), each plus the objective.
+* :func:`train_gate`: minibatch Adam. Rows of zero weight are removed first,
+  so they have no effect at all, not even on the minibatches; each batch's
+  loss is a weighted mean over its rows, with the weights normalised to sum
+  to one over the batch (as in :mod:`skmoe._balance`). Computation is in
+  float32 on the training device; the network goes back to the CPU after
+  training, so that a gate trained on a GPU pickles and predicts without
+  one. Shuffling and noise draw from a ``torch.Generator`` seeded for the
+  call, and new networks are initialised under ``torch.random.fork_rng``:
+  training never touches the global torch RNG.
+"""
+
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._gates import _INSTALL_HINT, _SEED_MAX, _BaseGate
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+    _IMPORT_ERROR = exc
+else:
+    _IMPORT_ERROR = None
+    from ._torch_balance import (
+        balance_loss,
+        balanced_columns,
+        load_penalty,
+        z_loss_penalty,
+    )
+
+_ACTIVATIONS = ("relu", "tanh", "logistic", "gelu")
+
+
+def check_torch(owner):
+    """Raise an ImportError naming the extra when torch is missing."""
+    if _IMPORT_ERROR is not None:
+        raise ImportError(
+            f"{owner} needs torch, which is not installed ({_IMPORT_ERROR}). "
+            f"Install it with: {_INSTALL_HINT}"
+        ) from _IMPORT_ERROR
+
+
+def resolve_device(device):
+    """``"auto"`` is ``"cuda"`` where CUDA is available, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' "
+            "or e.g. 'cuda:1'."
+        ) from exc
+
+
+if _IMPORT_ERROR is None:
+
+    def _activation_layer(name):
+        return {
+            "relu": nn.ReLU,
+            "tanh": nn.Tanh,
+            "logistic": nn.Sigmoid,
+            "gelu": nn.GELU,
+        }[name]()
+
+    def _zero_linear(n_inputs, n_outputs):
+        """A linear layer with zero weights and bias.
+
+        Built on the meta device, so that torch's random initialisation,
+        overwritten at once, does not draw from the global RNG.
+        """
+        layer = nn.Linear(n_inputs, n_outputs, device="meta").to_empty(device="cpu")
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        return layer
+
+    class GateNetwork(nn.Module):
+        """The gate's logits and, for noisy gating, its noise scale.
+
+        ``forward(z)`` returns ``(clean_logits, noise_std)``: the logits, of
+        shape ``(b, n_experts)``, from ``hidden_layer_sizes`` hidden layers
+        (none: a linear gate) and a linear output layer; and ``noise_std =
+        softplus(z @ W_noise + b_noise)``, a linear head on the input, when
+        the network is noisy, else None. The output layer and the noise head
+        start at zero (Shazeer et al., 2017): the gate starts uniform. The
+        hidden layers take torch's default initialisation, from the global
+        RNG (seed it, or fork it, around the construction).
+
+        Parameters
+        ----------
+        n_features : int
+        n_experts : int
+        hidden_layer_sizes : tuple of int, default=()
+            Widths of the hidden layers; ``()`` is a linear gate.
+        activation : {"relu", "tanh", "logistic", "gelu"}, default="relu"
+            Activation after each hidden layer.
+        noisy : bool, default=False
+            Give the network a noise head (see :meth:`add_noise`).
+        """
+
+        def __init__(
+            self,
+            n_features,
+            n_experts,
+            hidden_layer_sizes=(),
+            activation="relu",
+            noisy=False,
+        ):
+            super().__init__()
+            self.n_features = n_features
+            self.n_experts = n_experts
+            self.hidden_layer_sizes = tuple(hidden_layer_sizes)
+            self.activation = activation
+            layers = []
+            width = n_features
+            for size in self.hidden_layer_sizes:
+                layers += [nn.Linear(width, size), _activation_layer(activation)]
+                width = size
+            layers.append(_zero_linear(width, n_experts))
+            self.logits = nn.Sequential(*layers)
+            self.register_module("noise", None)
+            if noisy:
+                self.add_noise()
+
+        @property
+        def output_layer(self):
+            """The last linear layer, giving the logits."""
+            return self.logits[-1]
+
+        def add_noise(self):
+            """Give the network a noise head at zero, if it has none."""
+            if self.noise is None:
+                reference = self.output_layer.weight
+                self.noise = _zero_linear(self.n_features, self.n_experts).to(
+                    device=reference.device, dtype=reference.dtype
+                )
+
+        def forward(self, z):
+            clean_logits = self.logits(z)
+            if self.noise is None:
+                return clean_logits, None
+            return clean_logits, nn.functional.softplus(self.noise(z))
+
+        def logit_weights(self):
+            """The weight matrices of the logits (what L2 acts on)."""
+            return [
+                module.weight
+                for module in self.logits.modules()
+                if isinstance(module, nn.Linear)
+            ]
+
+
+def linear_gate_network(coef, intercept, noise=None):
+    """A linear :class:`GateNetwork` holding given parameters (float32).
+
+    Parameters
+    ----------
+    coef : ndarray of shape (n_features, n_experts)
+    intercept : ndarray of shape (n_experts,)
+    noise : (ndarray, ndarray) or None, default=None
+        ``(noise_coef, noise_intercept)``, shaped as ``coef`` and
+        ``intercept``, for a noisy network.
+
+    Returns
+    -------
+    GateNetwork
+    """
+    n_features, n_experts = coef.shape
+    network = GateNetwork(n_features, n_experts, noisy=noise is not None)
+    layers = [(network.output_layer, coef, intercept)]
+    if noise is not None:
+        layers.append((network.noise, *noise))
+    with torch.no_grad():
+        for layer, weight, bias in layers:
+            layer.weight.copy_(torch.as_tensor(np.asarray(weight).T))
+            layer.bias.copy_(torch.as_tensor(np.asarray(bias)))
+    return network
+
+
+def linear_gate_parameters(network):
+    """``(coef, intercept, noise)`` of a linear :class:`GateNetwork`, float64.
+
+    The inverse of :func:`linear_gate_network`; ``noise`` is None when the
+    network has no noise head.
+    """
+
+    def arrays(layer):
+        weight = layer.weight.detach().cpu().numpy().astype(np.float64).T
+        return weight, layer.bias.detach().cpu().numpy().astype(np.float64)
+
+    noise = None if network.noise is None else arrays(network.noise)
+    return (*arrays(network.output_layer), noise)
+
+
+@dataclass(frozen=True)
+class GateObjective:
+    """The terms a gate's training adds to its fit.
+
+    Calling it on ``(network, clean_logits, v)`` gives::
+
+        l2 / 2 * sum ||W||^2
+        + balance_strength * balance_loss(balance, clean_logits, v, balanced)
+        + z_loss * z_loss_penalty(clean_logits, v)
+
+    the sum over the weight matrices of the logits (``logit_weights``).
+
+    Parameters
+    ----------
+    l2 : float, default=0.0
+        L2 strength; the gates use ``1 / (C * sum w)`` (SoftmaxGate) and
+        ``alpha / sum w`` (MLPGate), the objective being a weighted mean
+        over the rows.
+    balance : {"switch", "importance", "entropy"} or None, default=None
+    balance_strength : float, default=0.0
+    z_loss : float, default=0.0
+    balanced : bool Tensor of shape (n_experts,) or None, default=None
+        The columns the balancing penalty acts on (None: all), best on the
+        training device.
+    """
+
+    l2: float = 0.0
+    balance: str | None = None
+    balance_strength: float = 0.0
+    z_loss: float = 0.0
+    balanced: object = None
+
+    @property
+    def balancing(self):
+        """Whether a balancing penalty is on."""
+        return self.balance is not None and self.balance_strength > 0
+
+    def __call__(self, network, clean_logits, v):
+        loss = clean_logits.new_zeros(())
+        if self.l2 > 0:
+            squares = sum(weight.square().sum() for weight in network.logit_weights())
+            loss = loss + 0.5 * self.l2 * squares
+        if self.balancing:
+            loss = loss + self.balance_strength * balance_loss(
+                self.balance, clean_logits, v, self.balanced
+            )
+        if self.z_loss > 0:
+            loss = loss + self.z_loss * z_loss_penalty(clean_logits, v)
+        return loss
+
+
+def gate_objective(gate, sample_weight, balanced, device):
+    """The :class:`GateObjective` of a gate's parameters, for this data."""
+    return GateObjective(
+        l2=gate._l2_strength(float(sample_weight.sum())),
+        balance=gate.balance,
+        balance_strength=float(gate.balance_strength),
+        z_loss=float(gate.z_loss),
+        balanced=None if balanced is None else torch.as_tensor(balanced, device=device),
+    )
+
+
+def soft_target_loss(objective):
+    """The minibatch loss of fitting a gate to soft targets (the M-step).
+
+    ``- sum_i v_i sum_j R_ij log g_j(x_i) + objective``, with ``R`` the
+    batch's ``"targets"``. Returns ``batch_loss(network, batch, v,
+    generator)`` for :func:`train_gate`.
+    """
+
+    def batch_loss(network, batch, v, generator):
+        clean_logits, _ = network(batch["z"])
+        log_gate = torch.log_softmax(clean_logits, dim=1)
+        cross_entropy = -(v @ (batch["targets"] * log_gate).sum(dim=1))
+        return cross_entropy + objective(network, clean_logits, v)
+
+    return batch_loss
+
+
+def training_candidates(logits, log_likelihood, top_k=None, always_on=None):
+    """The experts ``S_i`` each row is trained on, as a boolean mask.
+
+    The ``min(2 top_k, n_available)`` largest logits of each row among its
+    available experts (finite log-likelihood), plus the ``always_on``
+    column; every available expert when ``top_k`` is None. See
+    ``SoftmaxGate.fit_mixture`` for why ``2 top_k``.
+    """
+    available = torch.isfinite(log_likelihood)
+    if top_k is None:
+        return available
+    n_experts = logits.shape[1]
+    with torch.no_grad():
+        scores = logits.masked_fill(~available, -torch.inf)
+        n_routed = n_experts
+        if always_on is not None:
+            scores[:, always_on] = -torch.inf
+            n_routed -= 1
+        chosen = scores.topk(min(2 * top_k, n_routed), dim=1).indices
+        candidates = torch.zeros_like(available).scatter_(1, chosen, True)
+        if always_on is not None:
+            candidates[:, always_on] = True
+    return candidates & available
+
+
+def routed_log_mixture(logits, log_likelihood, top_k=None, always_on=None):
+    """Each row's log mixture likelihood over its training candidates.
+
+    ``log sum_{j in S_i} softmax_{S_i}(logits_i)_j exp(log_likelihood_ij)``,
+    ``S_i`` from :func:`training_candidates`.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (b, n_experts)
+        The gate's logits (noisy ones in noisy training).
+    log_likelihood : Tensor of shape (b, n_experts)
+        The experts' log-likelihoods of the rows; ``-inf`` where an expert is
+        not available. Every row needs one that is.
+    top_k : int or None, default=None
+    always_on : int or None, default=None
+
+    Returns
+    -------
+    Tensor of shape (b,)
+    """
+    candidates = training_candidates(logits, log_likelihood, top_k, always_on)
+    log_gate = torch.log_softmax(logits.masked_fill(~candidates, -torch.inf), dim=1)
+    return torch.logsumexp(log_gate + log_likelihood, dim=1)
+
+
+def mixture_loss(objective, *, top_k=None, noisy=False, always_on=None):
+    """The minibatch loss of the backprop step: the mixture's NLL + objective.
+
+    ``- sum_i v_i (routed_log_mixture(h_i, ll_i) + offset_i) + objective``,
+    with ``h`` the clean logits, plus ``eps * noise_std`` (``eps ~ N(0,
+    1)`` from the training generator) when ``noisy``; the batch's
+    ``"log_likelihood"`` ``ll`` and ``"offset"`` (a per-row constant taken
+    out of ``ll``; it changes the loss, not the gradient). When noisy with
+    ``balance="importance"``, Shazeer et al.'s load penalty of the
+    ``balanced`` columns, with the same strength. The penalties see the
+    clean logits. Returns ``batch_loss(network, batch, v, generator)`` for
+    :func:`train_gate`.
+    """
+    load_balancing = noisy and objective.balancing and objective.balance == "importance"
+
+    def batch_loss(network, batch, v, generator):
+        clean_logits, noise_std = network(batch["z"])
+        logits = clean_logits
+        if noisy:
+            noise = torch.randn(
+                clean_logits.shape,
+                generator=generator,
+                device=clean_logits.device,
+                dtype=clean_logits.dtype,
+            )
+            logits = clean_logits + noise * noise_std
+        log_mixture = routed_log_mixture(
+            logits, batch["log_likelihood"], top_k, always_on
+        )
+        loss = objective(network, clean_logits, v) - v @ (log_mixture + batch["offset"])
+        if load_balancing:
+            columns = (
+                balanced_columns(tensor, objective.balanced)
+                for tensor in (clean_logits, logits, noise_std)
+            )
+            loss = loss + objective.balance_strength * load_penalty(*columns, top_k, v)
+        return loss
+
+    return batch_loss
+
+
+def train_gate(
+    network,
+    batch_loss,
+    data,
+    sample_weight,
+    *,
+    learning_rate,
+    batch_size,
+    n_epochs,
+    seed,
+    device="cpu",
+    tol=None,
+    n_iter_no_change=None,
+):
+    """Minibatch Adam on a gate network; the losses of the epochs.
+
+    Each epoch shuffles the rows (of positive weight: the others are removed
+    first) and takes one Adam step per minibatch on ``batch_loss(network,
+    batch, v, generator)``, ``batch`` the minibatch's rows of ``data`` (as
+    float32 tensors on ``device``) and ``v`` their weights normalised to sum
+    to one. The network trains in float32 on ``device`` and is moved back
+    to the CPU afterwards (also on error).
+
+    Parameters
+    ----------
+    network : GateNetwork
+    batch_loss : callable
+        ``batch_loss(network, batch, v, generator) -> scalar Tensor``, e.g.
+        from :func:`soft_target_loss` or :func:`mixture_loss`.
+    data : dict of str to ndarray
+        Arrays with one row per sample.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative, with a positive sum.
+    learning_rate : float
+    batch_size : int
+    n_epochs : int
+        Most epochs.
+    seed : int
+        Seeds the ``torch.Generator`` of the shuffling and of the noise the
+        loss may draw.
+    device : str or torch.device, default="cpu"
+    tol : float or None, default=None
+        With ``n_iter_no_change``: stop once the epoch loss has not fallen
+        below the best so far minus ``tol`` for ``n_iter_no_change``
+        consecutive epochs (scikit-learn's MLP rule). None runs every epoch.
+    n_iter_no_change : int or None, default=None
+
+    Returns
+    -------
+    list of float
+        The loss of each epoch run: its minibatch losses averaged with the
+        weights of their rows, an estimate of the objective on all the rows.
+    """
+    keep = sample_weight > 0
+    tensors = {
+        name: torch.as_tensor(
+            np.ascontiguousarray(values[keep]), dtype=torch.float32, device=device
+        )
+        for name, values in data.items()
+    }
+    weights = torch.as_tensor(sample_weight[keep], dtype=torch.float32, device=device)
+    n_rows, total_weight = len(weights), weights.sum()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    network.to(device=device, dtype=torch.float32)
+    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    losses, best, stale = [], np.inf, 0
+    try:
+        for _ in range(n_epochs):
+            order = torch.randperm(n_rows, generator=generator, device=device)
+            epoch_loss = torch.zeros((), device=device)
+            for start in range(0, n_rows, batch_size):
+                rows = order[start : start + batch_size]
+                batch_weight = weights[rows]
+                share = batch_weight.sum()
+                batch = {name: values[rows] for name, values in tensors.items()}
+                loss = batch_loss(network, batch, batch_weight / share, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                epoch_loss += loss.detach() * (share / total_weight)
+            losses.append(float(epoch_loss))
+            if tol is None:
+                continue
+            stale = stale + 1 if losses[-1] > best - tol else 0
+            best = min(best, losses[-1])
+            if stale >= n_iter_no_change:
+                break
+    finally:
+        network.to("cpu")
+    return losses
+
+
+def _fit_network(gate, network, batch_loss, data, sample_weight, *, n_epochs, **kw):
+    """Train ``network`` for ``gate`` with its optimiser settings; store it.
+
+    Sets the gate's ``n_iter_`` and ``loss_``. ``kw`` holds ``random_state``
+    (the seed is drawn from it), ``device``, and optionally ``tol`` and
+    ``n_iter_no_change``.
+    """
+    random_state = kw.pop("random_state")
+    losses = train_gate(
+        network,
+        batch_loss,
+        data,
+        sample_weight,
+        learning_rate=gate.learning_rate,
+        batch_size=gate.batch_size,
+        n_epochs=n_epochs,
+        seed=random_state.randint(_SEED_MAX),
+        **kw,
+    )
+    gate._keep_network(network)
+    gate.n_iter_ = len(losses)
+    gate.loss_ = losses[-1]
+
+
+def train_on_mixture(
+    gate,
+    Z,
+    log_likelihood,
+    sample_weight,
+    *,
+    top_k,
+    noisy,
+    balanced,
+    always_on,
+    random_state,
+):
+    """The body of ``fit_mixture`` for either gate, inputs already checked.
+
+    ``Z`` are the gate's features of the rows, ``random_state`` the
+    generator to draw this step's seeds from.
+    """
+    n_experts = log_likelihood.shape[1]
+    device = gate._training_device()
+    network = gate._network(
+        Z.shape[1], n_experts, warm=True, noisy=noisy, random_state=random_state
+    )
+    # Take each row's largest finite log-likelihood out: float32 keeps the
+    # differences between experts (all the gradient needs) even where the
+    # values themselves are huge.
+    finite = np.isfinite(log_likelihood)
+    offset = np.where(finite, log_likelihood, -np.inf).max(axis=1)
+    offset[~finite.any(axis=1)] = 0.0  # rows of zero weight, removed anyway
+    objective = gate_objective(gate, sample_weight, balanced, device)
+    _fit_network(
+        gate,
+        network,
+        mixture_loss(objective, top_k=top_k, noisy=noisy, always_on=always_on),
+        {"z": Z, "log_likelihood": log_likelihood - offset[:, None], "offset": offset},
+        sample_weight,
+        n_epochs=gate.n_epochs,
+        random_state=random_state,
+        device=device,
+    )
+    gate.n_experts_ = n_experts
+
+
+def _hidden_sizes(hidden_layer_sizes):
+    """``hidden_layer_sizes`` as a tuple of positive ints (an int is one layer)."""
+    if isinstance(hidden_layer_sizes, Integral):
+        sizes = (hidden_layer_sizes,)
+    else:
+        sizes = tuple(hidden_layer_sizes)
+    if not all(isinstance(size, Integral) and size >= 1 for size in sizes):
+        raise ValueError(
+            "hidden_layer_sizes must hold positive integers (the width of each "
+            f"hidden layer); got {hidden_layer_sizes!r}."
+        )
+    return tuple(int(size) for size in sizes)
+
+
+class MLPGate(_BaseGate):
+    """Gate whose logits are a small neural network, trained in torch.
+
+    The gate gives ``g(x) = softmax(s(z(x)))``, ``z`` the standardised
+    (mean-imputed) features as for :class:`~skmoe.SoftmaxGate`, and ``s`` a
+    multi-layer perceptron (``hidden_layer_sizes``, ``activation``) whose
+    output layer starts at zero: an untrained gate is uniform. A softmax
+    gate splits the feature space along straight lines; this one can route
+    by any shape of region (e.g. opposite corners to the same expert).
+
+    ``fit`` (the M-step of EM) minimises, by minibatch Adam, the weighted
+    cross-entropy to target responsibilities ``R``, with the L2 term and the
+    penalties of :class:`~skmoe.SoftmaxGate`::
+
+        sum_i w_i * (-sum_j R_ij log g_j(x_i)) / sum_i w_i
+        + alpha * ||W||^2 / (2 * sum_i w_i)
+        + balance_strength * B + z_loss * Z
+
+    ``W`` the weight matrices of the network (biases are not penalised), as
+    in scikit-learn's ``MLPClassifier``. It runs up to ``max_epochs`` epochs
+    and stops when the epoch loss has not improved by ``tol`` for
+    ``n_iter_no_change`` epochs. ``fit_mixture`` (the backprop step) runs
+    ``n_epochs`` epochs on the mixture's negative log-likelihood instead;
+    see its docstring, shared with SoftmaxGate.
+
+    Computation is in float32 on ``device``; after training the network
+    lives on the CPU, so that a gate trained on a GPU pickles, loads and
+    predicts on a machine without one. ``decision_function`` and
+    ``predict_proba`` give the clean gate (no noise).
+
+    Needs the optional extra: ``pip install "skmoe[torch]"``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(32,)
+        Width of each hidden layer; ``()`` gives a linear gate.
+    activation : {"relu", "tanh", "logistic", "gelu"}, default="relu"
+        Activation after each hidden layer.
+    alpha : float, default=1e-4
+        Strength of the L2 penalty, as in ``MLPClassifier``.
+    learning_rate : float, default=1e-3
+        Adam's step size.
+    batch_size : int, default=256
+        Rows per minibatch.
+    max_epochs : int, default=100
+        Most epochs of ``fit``.
+    tol : float, default=1e-4
+        ``fit`` stops when the epoch loss has not fallen below its best by
+        ``tol`` for ``n_iter_no_change`` consecutive epochs.
+    n_iter_no_change : int, default=5
+        See ``tol``.
+    n_epochs : int, default=5
+        Epochs of each ``fit_mixture`` call.
+    balance : {"switch", "importance", "entropy"} or None, default=None
+        Balancing penalty on the gate's use of the experts; None for none.
+        See :class:`~skmoe.SoftmaxGate`.
+    balance_strength : float, default=0.01
+        Weight of the balancing penalty.
+    z_loss : float, default=0.0
+        Weight of the router z-loss.
+    device : str or torch.device, default="auto"
+        Where the network trains: ``"auto"`` is ``"cuda"`` when
+        ``torch.cuda.is_available()``, else ``"cpu"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, shuffling and noise. A cold ``fit``
+        restarts from it; warm fits and ``fit_mixture`` calls continue its
+        stream, so they draw afresh, and the same sequence of calls gives
+        the same gate (on the CPU; CUDA kernels may be nondeterministic).
+        The global torch RNG is left alone.
+
+    Attributes
+    ----------
+    network_ : GateNetwork
+        The trained torch module, on the CPU.
+    features_ : Pipeline
+        The fitted imputer and scaler giving ``z``.
+    n_experts_ : int
+    n_iter_ : int
+        Epochs run by the last ``fit`` or ``fit_mixture``.
+    loss_ : float
+        Mean minibatch loss of the last epoch.
+
+    See Also
+    --------
+    SoftmaxGate : The linear gate, fitted by L-BFGS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmoe import MLPGate
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-1, 1, size=(400, 2))
+    >>> region = (X[:, 0] * X[:, 1] > 0).astype(int)  # opposite corners
+    >>> R = np.eye(2)[region]
+    >>> gate = MLPGate((16,), learning_rate=0.01, max_epochs=200,
+    ...                device="cpu", random_state=0).fit(X, R)
+    >>> gate.predict_proba([[0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]]).argmax(axis=1)
+    array([1, 1, 0])
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseGate._parameter_constraints,
+        "hidden_layer_sizes": [
+            Interval(Integral, 1, None, closed="left"),
+            "array-like",
+        ],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        # a str or a torch.device, checked by torch itself
+        "device": "no_validation",
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(32,),
+        *,
+        activation="relu",
+        alpha=1e-4,
+        learning_rate=1e-3,
+        batch_size=256,
+        max_epochs=100,
+        tol=1e-4,
+        n_iter_no_change=5,
+        n_epochs=5,
+        balance=None,
+        balance_strength=0.01,
+        z_loss=0.0,
+        device="auto",
+        random_state=None,
+    ):
+        check_torch(type(self).__name__)
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.n_epochs = n_epochs
+        self.balance = balance
+        self.balance_strength = balance_strength
+        self.z_loss = z_loss
+        self.device = device
+        self.random_state = random_state
+
+    def fit(
+        self,
+        X,
+        responsibilities,
+        sample_weight=None,
+        *,
+        warm_start=False,
+        balanced=None,
+    ):
+        """Fit the gate to target responsibilities (soft targets).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        responsibilities : array-like of shape (n_samples, n_experts)
+            Rows in the simplex: the soft targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Rows of zero weight are removed before training.
+        warm_start : bool, default=False
+            Continue training the current network (when its number of
+            features and experts, ``hidden_layer_sizes`` and ``activation``
+            are unchanged) rather than start a new one; the optimiser
+            restarts. Used by EM, where consecutive targets differ little.
+        balanced : array-like of bool of shape (n_experts,), default=None
+            The experts the balancing penalty acts on (with their own
+            softmax); None for all. The z-loss acts on every column.
+
+        Returns
+        -------
+        self : MLPGate
+        """
+        self._validate_params()
+        check_torch(type(self).__name__)
+        R, weights, balanced = self._check_inputs(
+            responsibilities, sample_weight, balanced
+        )
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight sums to zero: there is nothing to fit.")
+        Z = self._fit_features(X, weights)
+        random_state = self._random_state(restart=not warm_start)
+        device = self._training_device()
+        network = self._network(
+            Z.shape[1],
+            R.shape[1],
+            warm=warm_start,
+            noisy=False,
+            random_state=random_state,
+        )
+        objective = gate_objective(self, weights, balanced, device)
+        _fit_network(
+            self,
+            network,
+            soft_target_loss(objective),
+            {"z": Z, "targets": R},
+            weights,
+            n_epochs=self.max_epochs,
+            random_state=random_state,
+            device=device,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+        )
+        self.n_experts_ = R.shape[1]
+        return self
+
+    def decision_function(self, X):
+        """Gate logits (without noise), shape (n_samples, n_experts), float64."""
+        check_is_fitted(self)
+        Z = torch.as_tensor(self.features_.transform(X), dtype=torch.float32)
+        with torch.no_grad():
+            logits, _ = self.network_(Z)
+        return logits.numpy().astype(np.float64)
+
+    # -- the training hooks (see _BaseGate) ---------------------------------------
+
+    def _l2_strength(self, total_weight):
+        return self.alpha / total_weight
+
+    def _training_device(self):
+        return resolve_device(self.device)
+
+    def _network(self, n_features, n_experts, *, warm, noisy, random_state):
+        """The current network when ``warm`` and compatible, else a new one."""
+        sizes = _hidden_sizes(self.hidden_layer_sizes)
+        network = getattr(self, "network_", None) if warm else None
+        if network is None or (
+            network.n_features,
+            network.n_experts,
+            network.hidden_layer_sizes,
+            network.activation,
+        ) != (n_features, n_experts, sizes, self.activation):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(random_state.randint(_SEED_MAX))
+                network = GateNetwork(n_features, n_experts, sizes, self.activation)
+        if noisy:
+            network.add_noise()
+        return network
+
+    def _keep_network(self, network):
+        self.network_ = network
