@@ -16,6 +16,7 @@ import skmoe._gates
 from skmoe import SoftmaxGate
 from skmoe._balance import (
     BALANCE_PENALTIES,
+    balance_penalty,
     entropy_penalty,
     importance_penalty,
     switch_penalty,
@@ -462,3 +463,84 @@ def test_gate_with_balance_ignores_zero_weight_rows(balance):
     full = gate.fit(X, R, w).predict_proba(X[10:])
     kept = gate.fit(X[10:], R[10:], w[10:]).predict_proba(X[10:])
     np.testing.assert_allclose(full, kept, atol=1e-6)
+
+
+# -- penalties on some of the experts ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
+def test_balance_penalty_acts_on_the_balanced_columns_only(name):
+    logits, w = random_logits(E=5, seed=10), random_weights(seed=10)
+    balanced = np.array([True, False, True, False, True])
+    value, gradient = balance_penalty(name, logits, w, balanced)
+    expected_value, expected_gradient = BALANCE_PENALTIES[name](logits[:, balanced], w)
+    assert value == pytest.approx(expected_value, rel=1e-12)
+    np.testing.assert_allclose(gradient[:, balanced], expected_gradient, rtol=1e-12)
+    np.testing.assert_array_equal(gradient[:, ~balanced], 0.0)
+    # the excluded columns do not count: changing them changes nothing
+    moved = logits.copy()
+    moved[:, ~balanced] += np.random.RandomState(0).normal(scale=5, size=(12, 2))
+    assert balance_penalty(name, moved, w, balanced)[0] == pytest.approx(
+        value, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
+def test_balance_penalty_without_a_mask_or_with_an_empty_one(name):
+    logits, w = random_logits(seed=11), random_weights(seed=11)
+    value, gradient = balance_penalty(name, logits, w)
+    expected_value, expected_gradient = BALANCE_PENALTIES[name](logits, w)
+    assert value == expected_value
+    np.testing.assert_array_equal(gradient, expected_gradient)
+    all_true = balance_penalty(name, logits, w, np.ones(4, dtype=bool))
+    assert all_true[0] == pytest.approx(expected_value, rel=1e-12)
+    value, gradient = balance_penalty(name, logits, w, np.zeros(4, dtype=bool))
+    assert value == 0.0
+    np.testing.assert_array_equal(gradient, 0.0)
+
+
+@pytest.mark.parametrize("balance", sorted(BALANCE_PENALTIES))
+def test_gate_balances_only_the_experts_of_the_mask(captured, balance):
+    # The objective's gradient with balanced=mask is the documented one, with
+    # the penalty on the mask's columns; the penalty adds nothing to the
+    # gradient of an excluded expert's parameters.
+    X, R, w = unbalanced_problem(n=25, E=4, seed=2)
+    balanced = np.array([True, True, False, True])
+    strength = 0.7
+    shape = (X.shape[1] + 1, R.shape[1])
+    SoftmaxGate(balance=balance, balance_strength=strength).fit(
+        X, R, w, balanced=balanced
+    )
+    masked = captured["fun"]
+    SoftmaxGate().fit(X, R, w)
+    plain = captured["fun"]
+    Z = standardise(X, w)
+
+    def documented(flat, share=None):
+        params = flat.reshape(shape)
+        logits = Z @ params[:-1] + params[-1]
+        log_gate = logits - logsumexp(logits, axis=1, keepdims=True)
+        value = np.sum(w * -np.sum(R * log_gate, axis=1)) / w.sum()
+        value += np.sum(params[:-1] ** 2) / (2 * w.sum())
+        rows = logits[:, balanced].tolist()
+        if balance == "switch":
+            return value + strength * switch_reference(rows, w, fixed_share=share)
+        return value + strength * REFERENCES[balance](rows, w)
+
+    point = np.random.RandomState(3).normal(size=np.prod(shape))
+    loss, gradient = masked(point)
+    assert loss == pytest.approx(documented(point), rel=1e-10)
+    share = None
+    if balance == "switch":
+        params = point.reshape(shape)
+        logits = Z @ params[:-1] + params[-1]
+        share = routed_share_reference(logits[:, balanced].tolist(), w)
+    np.testing.assert_allclose(
+        gradient,
+        numerical_gradient(lambda p: documented(p, share), point),
+        rtol=1e-5,
+        atol=1e-8,
+    )
+    penalty_gradient = (gradient - plain(point)[1]).reshape(shape)
+    np.testing.assert_array_equal(penalty_gradient[:, 2], 0.0)
+    assert np.abs(penalty_gradient[:, balanced]).max() > 1e-3

@@ -399,3 +399,59 @@ def test_gate_is_the_same_with_metadata_routing_enabled():
             SoftmaxGate().fit(X, R, w).predict_proba(X), reference
         )
         np.testing.assert_allclose(features(X, w), standardise(X, w))
+
+
+# -- the backprop parameters and the gate protocol ------------------------------------
+
+
+def test_backprop_parameters_defaults():
+    params = SoftmaxGate().get_params()
+    assert params["learning_rate"] == 0.01
+    assert params["batch_size"] == 256
+    assert params["n_epochs"] == 5
+    assert params["random_state"] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"learning_rate": 0.0},
+        {"batch_size": 0},
+        {"n_epochs": 0},
+        {"n_epochs": 2.5},
+        {"random_state": "seed"},
+    ],
+)
+def test_invalid_backprop_parameters_raise(params):
+    X, R, _ = make_problem()
+    with pytest.raises(InvalidParameterError):
+        SoftmaxGate(**params).fit(X, R)
+
+
+def test_loss_is_the_documented_objective_at_the_solution():
+    X, R, w = make_problem()
+    C = 2.0
+    gate = SoftmaxGate(C=C).fit(X, R, w)
+    expected = objective(gate.coef_, gate.intercept_, standardise(X, w), R, w, C)
+    # the solver's objective is the documented one divided by C * sum(w)
+    assert gate.loss_ == pytest.approx(expected / (C * w.sum()), rel=1e-10)
+
+
+def test_an_all_true_balanced_mask_is_no_mask():
+    X, R, w = make_problem(E=3)
+    gate = SoftmaxGate(balance="importance", balance_strength=0.5)
+    plain = gate.fit(X, R, w).coef_.copy()
+    masked = gate.fit(X, R, w, balanced=np.ones(3, dtype=bool)).coef_
+    np.testing.assert_allclose(masked, plain, rtol=1e-10, atol=1e-12)
+    # and a mask that leaves an expert out changes the fit
+    partial = gate.fit(X, R, w, balanced=np.array([True, True, False])).coef_
+    assert np.abs(partial - plain).max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "balanced", [[True, False], np.array([1, 0, 1]), np.ones((3, 1), dtype=bool)]
+)
+def test_balanced_must_be_a_boolean_mask_per_expert(balanced):
+    X, R, w = make_problem(E=3)
+    with pytest.raises(ValueError, match="balanced must be a boolean mask"):
+        SoftmaxGate(balance="switch").fit(X, R, w, balanced=balanced)
