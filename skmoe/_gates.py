@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import check_random_state
+from sklearn.utils import check_consistent_length, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
@@ -130,8 +130,8 @@ class _BaseGate(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def _check_inputs(self, targets, sample_weight, balanced):
-        """``(targets, weights, balanced)`` as arrays, checked."""
+    def _check_inputs(self, X, targets, sample_weight, balanced):
+        """``(targets, weights, balanced)`` as arrays, checked against ``X``."""
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim != 2:
             raise ValueError(
@@ -144,6 +144,7 @@ class _BaseGate(BaseEstimator):
             if sample_weight is None
             else np.asarray(sample_weight, dtype=np.float64)
         )
+        check_consistent_length(X, targets, weights)
         return targets, weights, _check_balanced(balanced, n_experts)
 
     def _fit_features(self, X, weights):
@@ -249,7 +250,7 @@ class _BaseGate(BaseEstimator):
         self._validate_params()
         torch_gates = _import_torch_gates(type(self).__name__)
         log_likelihood, weights, balanced = self._check_inputs(
-            log_likelihood, sample_weight, balanced
+            X, log_likelihood, sample_weight, balanced
         )
         _check_routing(top_k, noisy, always_on, log_likelihood.shape[1])
         if not weights.sum() > 0:
@@ -468,7 +469,7 @@ class SoftmaxGate(_BaseGate):
         """
         self._validate_params()
         R, weights, balanced = self._check_inputs(
-            responsibilities, sample_weight, balanced
+            X, responsibilities, sample_weight, balanced
         )
         n_experts = R.shape[1]
         Z = self._fit_features(X, weights)

@@ -747,7 +747,7 @@ class MLPGate(_BaseGate):
         self._validate_params()
         check_torch(type(self).__name__)
         R, weights, balanced = self._check_inputs(
-            responsibilities, sample_weight, balanced
+            X, responsibilities, sample_weight, balanced
         )
         if not weights.sum() > 0:
             raise ValueError("sample_weight sums to zero: there is nothing to fit.")

@@ -455,3 +455,11 @@ def test_balanced_must_be_a_boolean_mask_per_expert(balanced):
     X, R, w = make_problem(E=3)
     with pytest.raises(ValueError, match="balanced must be a boolean mask"):
         SoftmaxGate(balance="switch").fit(X, R, w, balanced=balanced)
+
+
+def test_inconsistent_lengths_raise():
+    X, R, w = make_problem()
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        SoftmaxGate().fit(X[:-1], R, w)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        SoftmaxGate().fit(X, R, w[:-1])
