@@ -392,6 +392,10 @@ class SoftmaxGate(_BaseGate):
         The objective at the end of the last ``fit``; the mean minibatch
         loss of the last epoch of ``fit_mixture``.
 
+    See Also
+    --------
+    MLPGate : A gate whose logits are a neural network (needs torch).
+
     Examples
     --------
     >>> import numpy as np
