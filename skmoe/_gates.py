@@ -360,10 +360,12 @@ class SoftmaxGate(_BaseGate):
     z_loss : float, default=0.0
         Weight of the router z-loss in the objective; 0 turns it off (ST-MoE
         uses 0.001).
-    learning_rate : float, default=0.01
+    learning_rate : float, default=0.05
         Adam's step size in ``fit_mixture``. Larger than a network's usual
         1e-3: the linear gate's objective is well conditioned (standardised
-        features), and ``fit_mixture`` runs few epochs per call.
+        features), and ``fit_mixture`` runs few epochs per call. (On three
+        regimes of 1,000 rows, ``MoERegressor(training="backprop")``
+        converged in 9 iterations at 0.05 and had not after 20 at 0.01.)
     batch_size : int, default=256
         Rows per minibatch in ``fit_mixture``.
     n_epochs : int, default=5
@@ -423,7 +425,7 @@ class SoftmaxGate(_BaseGate):
         balance=None,
         balance_strength=0.01,
         z_loss=0.0,
-        learning_rate=0.01,
+        learning_rate=0.05,
         batch_size=256,
         n_epochs=5,
         random_state=None,

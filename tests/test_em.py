@@ -938,3 +938,110 @@ def test_shared_expert_with_cv_is_fitted_per_fold_once_then_on_everything():
     sizes = [len(record.X) for record in fits("shared")]
     assert len(sizes) == 4
     assert sizes[-1] == len(X)
+
+
+# -- backprop ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+def _backprop_regimes(**params):
+    X, y, regime = regime_data(n_samples=400, random_state=0)
+    defaults = dict(n_experts=3, training="backprop", max_iter=12, random_state=0)
+    moe = MoERegressor(LinearRegression(), **{**defaults, **params})
+    return quiet_fit(moe, X, y), X, y, regime
+
+
+@pytest.mark.parametrize("top_k", [None, 1])
+def test_backprop_recovers_the_regimes(torch, top_k):
+    from sklearn.metrics import adjusted_rand_score
+
+    moe, X, y, regime = _backprop_regimes(top_k=top_k)
+    routed = moe.gate_proba(X).argmax(axis=1)
+    assert adjusted_rand_score(regime, routed) > 0.95
+    assert moe.score(X, y) > 0.95
+    # the same fitted attributes and bookkeeping as EM
+    assert moe.loss_ == min(moe.loss_curve_)
+    assert moe.n_iter_ == len(moe.loss_curve_)
+    assert isinstance(moe.converged_, bool)
+
+
+def test_backprop_takes_gradient_steps_not_the_em_gate_fit(torch, monkeypatch):
+    calls = []
+    original = SoftmaxGate.fit_mixture
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SoftmaxGate, "fit_mixture", recording)
+    moe, *_ = _backprop_regimes(top_k=1, max_iter=4, tol=0.0)
+    # every iteration but the first (which fits the initial responsibilities)
+    assert len(calls) == moe.n_iter_ - 1 == 3
+    assert all(call["top_k"] == 1 for call in calls)
+
+
+def test_backprop_is_reproducible(torch):
+    first, X, *_ = _backprop_regimes(top_k=1, noisy_gating=True)
+    second, *_ = _backprop_regimes(top_k=1, noisy_gating=True)
+    np.testing.assert_array_equal(first.predict(X), second.predict(X))
+    np.testing.assert_array_equal(first.loss_curve_, second.loss_curve_)
+
+
+def test_noisy_gating_learns_its_noise_and_predicts_without_it(torch):
+    moe, X, *_ = _backprop_regimes(top_k=1, noisy_gating=True, balance="importance")
+    assert np.any(moe.gate_.noise_coef_ != 0)
+    first = moe.gate_proba(X)
+    np.testing.assert_array_equal(first, moe.gate_proba(X))
+    clean = moe.gate_.predict_log_proba(X)
+    np.testing.assert_array_equal(first.argmax(axis=1), clean.argmax(axis=1))
+
+
+def test_mlp_gate_by_name_with_backprop_and_nested_parameters(torch):
+    moe = MoERegressor(LinearRegression(), n_experts=3, gate="mlp", training="backprop")
+    moe.set_params(gate__hidden_layer_sizes=(8,), gate__learning_rate=0.01)
+    X, y, regime = regime_data(n_samples=300, random_state=0)
+    quiet_fit(moe.set_params(max_iter=5, random_state=0), X, y)
+    from skmoe import MLPGate
+
+    assert isinstance(moe.gate_, MLPGate)
+    assert moe.gate_.hidden_layer_sizes == (8,)
+    assert moe.score(X, y) > 0.9
+
+
+def test_backprop_with_a_shared_expert_keeps_it_on(torch):
+    moe, X, *_ = _backprop_regimes(top_k=1, shared_expert=DummyRegressor(), max_iter=4)
+    weights = moe.gate_proba(X)
+    assert np.all(weights[:, -1] > 0)
+    assert np.all((weights[:, :-1] > 0).sum(axis=1) == 1)
+
+
+def test_backprop_needs_a_gate_that_can_take_gradient_steps(torch):
+    from sklearn.base import BaseEstimator
+
+    class FitOnlyGate(BaseEstimator):
+        def fit(self, X, R, sample_weight=None, warm_start=False):
+            return self
+
+        def predict_log_proba(self, X):  # pragma: no cover - never reached
+            raise AssertionError
+
+    X, y, _ = regime_data(n_samples=100, random_state=0)
+    moe = MoERegressor(
+        LinearRegression(), n_experts=2, gate=FitOnlyGate(), training="backprop"
+    )
+    with pytest.raises(ValueError, match="fit_mixture"):
+        moe.fit(X, y)
+
+
+def test_backprop_without_torch_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+    X, y, _ = regime_data(n_samples=100, random_state=0)
+    moe = MoERegressor(LinearRegression(), n_experts=2, training="backprop")
+    with pytest.raises(ImportError, match=re.escape('pip install "skmoe[torch]"')):
+        moe.fit(X, y)
