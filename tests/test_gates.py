@@ -406,7 +406,7 @@ def test_gate_is_the_same_with_metadata_routing_enabled():
 
 def test_backprop_parameters_defaults():
     params = SoftmaxGate().get_params()
-    assert params["learning_rate"] == 0.01
+    assert params["learning_rate"] == 0.05
     assert params["batch_size"] == 256
     assert params["n_epochs"] == 5
     assert params["random_state"] is None
