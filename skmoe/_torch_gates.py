@@ -74,12 +74,13 @@ def resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        return torch.device(device)
+        torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' "
             "or e.g. 'cuda:1'."
         ) from exc
+    return device
 
 
 if _IMPORT_ERROR is None:

@@ -58,6 +58,7 @@ from sklearn.utils.validation import (
 )
 
 from ._mixins import ProbabilisticClassifierMixin
+from ._torch_gates import resolve_device as _resolve_device
 
 try:
     import skorch
@@ -211,20 +212,6 @@ if _IMPORT_ERROR is None:
 
     class _WeightedNetRegressor(_WeightedLossMixin, NeuralNetRegressor):
         """NeuralNetRegressor whose loss honours per-sample weights."""
-
-
-def _resolve_device(device):
-    """``"auto"`` is ``"cuda"`` where CUDA is available, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' "
-            "or e.g. 'cuda:1'."
-        ) from exc
-    return device
 
 
 def _optimizer_class(optimizer):
