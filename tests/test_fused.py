@@ -16,6 +16,7 @@ pytest.importorskip("skorch")
 
 from skmoe import TorchMLPClassifier, TorchMLPRegressor  # noqa: E402
 from skmoe._fused import (  # noqa: E402
+    FusedMixture,
     StackedMLP,
     _dispatch,
     _Objective,
@@ -110,7 +111,7 @@ def test_stacked_forward_equals_a_loop_of_mlps():
         linears = [m for m in mlp.layers if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
             for linear, (weight, bias) in zip(linears, stacked.expert_layers(expert)):
-                linear.weight.copy_(weight.T)
+                linear.weight.copy_(weight)
                 linear.bias.copy_(bias)
             expected = mlp(x[expert])
         torch.testing.assert_close(output[expert], expected, rtol=1e-5, atol=1e-5)
@@ -123,7 +124,7 @@ def test_stacked_initialisation_is_nn_linear_s():
     torch.manual_seed(0)
     stacked = StackedMLP(8, 50, 3, hidden_layer_sizes=(40,))
     for weight, bias in zip(stacked.weights, stacked.biases):
-        bound = 1 / np.sqrt(weight.shape[1])
+        bound = 1 / np.sqrt(weight.shape[2])
         for tensor in (weight, bias):
             assert tensor.abs().max() <= bound
             assert tensor.abs().max() > 0.9 * bound
@@ -131,20 +132,31 @@ def test_stacked_initialisation_is_nn_linear_s():
         assert not torch.equal(weight[0], weight[1])
 
 
-def test_dispatch_groups_pairs_by_expert_in_row_order():
-    chosen = torch.tensor([[3, 0], [0, 1], [3, 1], [0, 3]])
-    slot, position, used, width = _dispatch(chosen, n_experts=5)
-    assert used.tolist() == [0, 1, 3]  # experts 2 and 4 get no rows
-    assert width == 3  # experts 0 and 3 take three rows each
-    pairs = chosen.reshape(-1)
-    # every pair has its own place, its expert's slot, and rows keep their order
-    places = set(zip(slot.tolist(), position.tolist()))
-    assert len(places) == len(pairs)
-    assert torch.equal(used[slot], pairs)
-    for expert in used:
-        assert position[pairs == expert].tolist() == list(
-            range(int((pairs == expert).sum()))
-        )
+@pytest.mark.parametrize(
+    "chosen, n_blocks, width",
+    [
+        # experts 2 and 4 get no rows; 8 pairs over 3 experts: blocks of 3
+        ([[3, 0], [0, 1], [3, 1], [0, 3]], 3, 3),
+        # expert 0 takes 4 pairs: two blocks of 3
+        ([[0, 1], [0, 2], [0, 2], [0, 2]], 4, 3),
+        # uneven: 7 pairs for expert 0 and 1 for expert 1, blocks of 4
+        ([[0], [0], [0], [0], [0], [0], [0], [1]], 3, 4),
+    ],
+)
+def test_dispatch_groups_pairs_by_expert_in_row_order(chosen, n_blocks, width):
+    pairs = torch.tensor(chosen).reshape(-1)
+    block, position, block_experts, actual_width = _dispatch(
+        torch.tensor(chosen), n_experts=5
+    )
+    assert (len(block_experts), actual_width) == (n_blocks, width)
+    # every pair has its own place, in a block of its expert, within the width
+    assert len(set(zip(block.tolist(), position.tolist()))) == len(pairs)
+    assert torch.equal(block_experts[block], pairs)
+    assert bool((position < width).all())
+    # an expert's pairs fill its blocks in the rows' order, with no gaps
+    for expert in pairs.unique():
+        place = (block * width + position)[pairs == expert]
+        assert place.tolist() == list(range(int(place[0]), int(place[0]) + len(place)))
 
 
 def test_routed_outputs_equal_dense_outputs(classifier_top2):
@@ -281,11 +293,32 @@ def test_classification_learns_the_regimes_a_single_expert_cannot():
     assert single_accuracy < 0.75
 
 
+def test_template_optimiser_and_learning_rate_are_used():
+    X, y = two_regimes(150)
+    curves = {}
+    runs = [("sgd", 1e-12), ("adam", 1e-12), ("adam", 0.03), ("adamw", 0.03)]
+    for optimizer, lr in runs:
+        template = TorchMLPRegressor(
+            (8,), max_epochs=4, lr=lr, optimizer=optimizer, device="cpu"
+        )
+        curves[optimizer, lr] = fit_fused(
+            X, y, None, task="regressor", n_outputs=1, expert=template,
+            n_experts=2, random_state=0,
+        ).loss_curve  # fmt: skip
+    # a step of 1e-12 leaves the model as it was: every epoch has the same loss
+    for run in [("sgd", 1e-12), ("adam", 1e-12)]:
+        np.testing.assert_allclose(curves[run], curves[run][0], rtol=1e-5)
+    for run in [("adam", 0.03), ("adamw", 0.03)]:
+        assert curves[run][-1] < curves[run][0] - 0.1
+
+
 def test_gate_starts_spread_over_the_experts():
-    """A uniform (zero) gate would tie every row and route it to expert 0."""
-    X, y = two_regimes(200)
-    result = fit(X, y, n_experts=8, top_k=1, epochs=1, random_state=0)
-    assert len(np.unique(result.gate_logits(X).argmax(axis=1))) >= 3
+    """A uniform (zero) gate would tie every row and send it to the same experts."""
+    torch.manual_seed(0)
+    module = FusedMixture("regressor", 2, 1, n_experts=8)
+    with torch.no_grad():
+        logits, _ = module.gate(torch.randn(200, 2))
+    assert len(torch.unique(logits.argmax(dim=1))) >= 4
 
 
 def test_zero_weight_rows_have_no_effect():
