@@ -282,18 +282,22 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
     def _check_training_options(self):
         """Refuse combinations of training options that cannot work together."""
         if self.training == "backprop":
-            try:
-                import torch  # noqa: F401
-            except ImportError as exc:
-                raise ImportError(
-                    "training='backprop' trains the gate with torch, an optional "
-                    f"dependency: {_INSTALL_HINT}."
-                ) from exc
-            if not hasattr(self._gate_template(), "fit_mixture"):
+            gate = self._gate_template()
+            if not hasattr(gate, "fit_mixture"):
                 raise ValueError(
                     f"training='backprop' needs a gate with a fit_mixture method "
-                    f"(SoftmaxGate, MLPGate); {type(self.gate).__name__} has none."
+                    f"(SoftmaxGate, MLPGate); {type(gate).__name__} has none."
                 )
+            if isinstance(gate, SoftmaxGate):
+                # fail before any expert is fitted (a user's own gate may
+                # take its gradient steps without torch)
+                try:
+                    import torch  # noqa: F401
+                except ImportError as exc:
+                    raise ImportError(
+                        "training='backprop' trains the SoftmaxGate with torch, an "
+                        f"optional dependency: {_INSTALL_HINT}."
+                    ) from exc
         if self.noisy_gating and (self.training != "backprop" or self.top_k is None):
             raise ValueError(
                 "noisy_gating=True perturbs the gate's top-k choice during "
@@ -401,7 +405,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                     f"iterations, loss {result.loss:.6f}, "
                     f"{time.perf_counter() - tic:.2f}s"
                 )
-            if best is None or result.loss < best.loss:
+            if best is None or result.objective < best.objective:
                 best = result
         return best
 
@@ -418,6 +422,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             result.responsibilities, axis=0, weights=sample_weight
         )
         self.loss_curve_ = list(result.loss_curve)
+        self.objective_curve_ = list(result.objective_curve)
         self.loss_ = result.loss
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged

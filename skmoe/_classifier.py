@@ -143,9 +143,16 @@ class MoEClassifier(
     expert_load_ : ndarray of shape (n_experts,)
         Share of the (weighted) training samples each expert is responsible
         for, from the E-step of the kept iterate; sums to one.
+    objective_curve_ : list of float
+        What training minimises, per iteration: ``loss_curve_`` plus the
+        gate's balancing penalty and z-loss at their strengths, with
+        ``capacity_factor`` the loss of the mixture routed within capacity.
+        The kept iterate is the one with the lowest objective (without
+        penalties or capacity, the lowest loss).
     loss_ : float
         Weighted mean negative log-likelihood of the training data under the
-        kept iterate, the lowest in ``loss_curve_`` (with ``cv``, of their
+        kept iterate (the lowest in ``loss_curve_`` unless penalties or
+        capacity are set, see ``objective_curve_``; with ``cv``, of their
         out-of-fold predictions).
     loss_curve_ : list of float
         The loss after each EM iteration of the kept initialisation.

@@ -27,14 +27,15 @@ run stops when it changes by less than ``tol`` (a per-sample average, so
 import copy
 import time
 from dataclasses import dataclass, field
+from inspect import signature
 
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.cluster import KMeans
-from sklearn.utils.validation import has_fit_parameter
 
+from ._balance import balance_penalty, z_loss_penalty
 from ._gates import fit_gate_features
 from ._routing import capacity_mask, expert_capacity, routed_log_weights, top_k_mask
 from ._weighted_fit import (
@@ -106,11 +107,19 @@ class EMResult:
     fold_experts: dict = field(default_factory=dict)
     # experts fitted once (the shared expert): their rows and outputs
     frozen: dict = field(default_factory=dict)
+    # what training minimises, per iteration (see _training_objective)
+    objective_curve: list = field(default_factory=list)
+    kept: int = 0
 
     @property
     def loss(self):
-        """The lowest loss of the run: that of the iterate it keeps."""
-        return min(self.loss_curve)
+        """The loss of the iterate the run keeps."""
+        return self.loss_curve[self.kept]
+
+    @property
+    def objective(self):
+        """The objective of the kept iterate, the lowest of the run."""
+        return self.objective_curve[self.kept]
 
     @property
     def n_iter(self):
@@ -226,13 +235,16 @@ def run_em(problem, templates, responsibilities, random_state):
         log_mixture = logsumexp(log_joint, axis=1)
         loss = _predictive_loss(problem, log_gate, log_likelihood)
         state.loss_curve.append(float(loss))
+        objective = _training_objective(problem, state, log_gate, log_likelihood, loss)
+        state.objective_curve.append(objective)
 
         R_next = _next_responsibilities(log_joint, log_mixture, problem, state.active)
-        if best is None or loss <= min(state.loss_curve):
+        if best is None or objective <= min(state.objective_curve):
             # EM with top-k routing, hard assignments, cv or experts that are
             # not weighted maximum-likelihood fits can make the loss rise:
             # keep the best iterate, not the last.
             best = _snapshot(state, R, R_next)
+            best["kept"] = iteration
         changed = _handle_collapse(
             problem, state, R_next, log_mixture, log_gate, reseeded, iteration
         )
@@ -295,14 +307,12 @@ def _gate_step(problem, state, R, log_likelihood, random_state):
     balanced = state.active.copy()
     if problem.shared is not None:
         balanced[problem.shared] = False
-    options = {}
-    if not balanced.all() and has_fit_parameter(state.gate, "balanced"):
-        # (a user's own gate may have no penalty, and no such parameter)
-        options["balanced"] = balanced
     X, weights = problem.X, problem.sample_weight
     if log_likelihood is None or problem.gate_step == "em":
+        options = _balanced_option(state.gate.fit, balanced)
         state.gate.fit(X, R, weights, warm_start=log_likelihood is not None, **options)
         return
+    options = _balanced_option(state.gate.fit_mixture, balanced)
     if problem.shared is not None:
         options["always_on"] = problem.shared
     state.gate.fit_mixture(
@@ -314,6 +324,16 @@ def _gate_step(problem, state, R, log_likelihood, random_state):
         random_state=random_state.randint(_SEED_MAX),
         **options,
     )
+
+
+def _balanced_option(method, balanced):
+    """``{"balanced": mask}`` when some column is left out and ``method`` takes it.
+
+    A user's own gate may have no penalty, and no such parameter.
+    """
+    if balanced.all() or "balanced" not in signature(method).parameters:
+        return {}
+    return {"balanced": balanced}
 
 
 def _active_log_gate(gate, X, active):
@@ -400,17 +420,58 @@ def _expert_log_likelihood(problem, outputs, noise):
     return log_likelihood
 
 
-def _predictive_loss(problem, log_gate, log_likelihood):
+def _predictive_loss(problem, log_gate, log_likelihood, routed=None):
     """Weighted mean negative log-likelihood of the mixture as it predicts.
 
     With ``top_k`` that is each row's top-k experts, a subset of the
-    candidates the E-step scored.
+    candidates the E-step scored; ``routed`` replaces that routing.
     """
-    routed = top_k_mask(log_gate, problem.top_k, always_on=problem.shared)
+    if routed is None:
+        routed = top_k_mask(log_gate, problem.top_k, always_on=problem.shared)
     log_joint = routed_log_weights(log_gate, routed) + np.where(
         routed, log_likelihood, 0.0
     )
     return -np.average(logsumexp(log_joint, axis=1), weights=problem.sample_weight)
+
+
+def _training_objective(problem, state, log_gate, log_likelihood, loss):
+    """What training minimises: the loss, routed and penalised as in training.
+
+    The kept iterate is the one with the lowest objective. Without balancing
+    penalties or capacity it is the loss. A penalty trades likelihood for an
+    even use of the experts, so judging iterates by the likelihood alone
+    would always prefer the least balanced one: the gate's penalties are
+    added, at their strengths. With ``capacity_factor`` the mixture is scored
+    as training routes it, within capacity.
+    """
+    objective = float(loss)
+    if problem.capacity_factor is not None:
+        routed = _capacity_keep(log_gate, problem, state.active)
+        objective = float(
+            _predictive_loss(problem, log_gate, log_likelihood, routed=routed)
+        )
+    return objective + _gate_penalty(state.gate, problem, state.active)
+
+
+def _gate_penalty(gate, problem, active):
+    """The gate's balancing penalty and z-loss on the training rows, weighted."""
+    balance = getattr(gate, "balance", None)
+    strength = getattr(gate, "balance_strength", 0.0) if balance else 0.0
+    z_strength = getattr(gate, "z_loss", 0.0) or 0.0
+    if not (strength or z_strength) or not hasattr(gate, "decision_function"):
+        return 0.0
+    logits = gate.decision_function(problem.X)
+    weights = problem.sample_weight
+    penalty = 0.0
+    if strength:
+        balanced = active.copy()
+        if problem.shared is not None:
+            balanced[problem.shared] = False
+        value, _ = balance_penalty(balance, logits, weights, balanced)
+        penalty += strength * value
+    if z_strength:
+        penalty += z_strength * z_loss_penalty(logits, weights)[0]
+    return float(penalty)
 
 
 def _fit_rows(R, j, sample_weight):

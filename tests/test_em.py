@@ -1045,3 +1045,39 @@ def test_backprop_without_torch_names_the_extra(monkeypatch):
     moe = MoERegressor(LinearRegression(), n_experts=2, training="backprop")
     with pytest.raises(ImportError, match=re.escape('pip install "skmoe[torch]"')):
         moe.fit(X, y)
+
+
+def test_with_a_penalty_the_kept_iterate_has_the_lowest_penalised_objective():
+    X, y, _ = regime_data(n_samples=300, random_state=0)
+    moe = quiet_fit(
+        MoERegressor(
+            LinearRegression(),
+            n_experts=4,
+            top_k=1,
+            balance="importance",
+            balance_strength=1.0,
+            max_iter=6,
+            tol=0.0,
+            random_state=0,
+        ),
+        X,
+        y,
+    )
+    objective = np.asarray(moe.objective_curve_)
+    loss = np.asarray(moe.loss_curve_)
+    # the penalty is added, never subtracted, and is not zero here
+    assert np.all(objective >= loss) and np.any(objective > loss + 1e-6)
+    kept = int(np.argmin(objective))
+    assert moe.loss_ == loss[kept]
+    # the kept gate's penalty is what the objective added at that iteration
+    from skmoe._balance import importance_penalty
+
+    penalty, _ = importance_penalty(moe.gate_.decision_function(X))
+    np.testing.assert_allclose(objective[kept] - loss[kept], penalty, rtol=1e-9)
+
+
+def test_without_penalty_or_capacity_the_objective_is_the_loss():
+    X, y, _ = regime_data(n_samples=200, random_state=0)
+    moe = quiet_fit(MoERegressor(LinearRegression(), n_experts=3, random_state=0), X, y)
+    assert moe.objective_curve_ == moe.loss_curve_
+    assert moe.loss_ == min(moe.loss_curve_)
