@@ -593,6 +593,8 @@ def fit_fused(
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}; got {task!r}.")
+    if task == "regressor" and n_outputs != 1:
+        raise ValueError("The fused regressor takes one target (n_outputs=1).")
     expert._validate_params()
     X = np.asarray(X, dtype=np.float64)
     if not np.isfinite(X).all():
@@ -612,7 +614,7 @@ def fit_fused(
     else:
         target = torch.as_tensor(y, dtype=torch.int64)
 
-    device = _resolve_device(expert.device)
+    device = str(torch.device(_resolve_device(expert.device)))
     module_args = dict(
         task=task,
         n_features=X.shape[1],

@@ -406,8 +406,13 @@ def test_tol_stops_early_and_reports_convergence():
     assert (early.n_iter, early.converged) == (3, True)
 
 
-def test_refuses_nan():
+def test_refuses_nan_and_several_targets():
     X, y = two_regimes(50)
+    template = TorchMLPRegressor((4,), max_epochs=1)
+    with pytest.raises(ValueError, match="one target"):
+        fit_fused(
+            X, y, None, task="regressor", n_outputs=2, expert=template, n_experts=2
+        )
     X[3, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
         fit(X, y, epochs=1)
