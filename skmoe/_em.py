@@ -304,9 +304,7 @@ def _gate_step(problem, state, R, log_likelihood, random_state):
     """
     # Balancing penalties spread the load over the routed experts still in
     # use: not over dropped experts, nor the shared expert, which is always on.
-    balanced = state.active.copy()
-    if problem.shared is not None:
-        balanced[problem.shared] = False
+    balanced = _routed_experts(problem, state.active)
     X, weights = problem.X, problem.sample_weight
     if log_likelihood is None or problem.gate_step == "em":
         options = _balanced_option(state.gate.fit, balanced)
@@ -395,13 +393,12 @@ def _next_responsibilities(log_joint, log_mixture, problem, active):
 
 def _capacity_keep(log_joint, problem, active):
     """Each row's top-k by the posterior, within the experts' capacities."""
-    routed = active.copy()
     scores = log_joint.copy()
     if problem.shared is not None:
-        routed[problem.shared] = False
         scores[:, problem.shared] = -np.inf
+    n_routed = int(_routed_experts(problem, active).sum())
     capacity = expert_capacity(
-        len(scores), problem.top_k, int(routed.sum()), problem.capacity_factor
+        len(scores), problem.top_k, n_routed, problem.capacity_factor
     )
     keep = capacity_mask(scores, problem.top_k, capacity)
     if problem.shared is not None:
@@ -450,28 +447,38 @@ def _training_objective(problem, state, log_gate, log_likelihood, loss):
         objective = float(
             _predictive_loss(problem, log_gate, log_likelihood, routed=routed)
         )
-    return objective + _gate_penalty(state.gate, problem, state.active)
+    return objective + _gate_penalty(state.gate, problem, log_gate, state.active)
 
 
-def _gate_penalty(gate, problem, active):
-    """The gate's balancing penalty and z-loss on the training rows, weighted."""
-    balance = getattr(gate, "balance", None)
-    strength = getattr(gate, "balance_strength", 0.0) if balance else 0.0
-    z_strength = getattr(gate, "z_loss", 0.0) or 0.0
-    if not (strength or z_strength) or not hasattr(gate, "decision_function"):
-        return 0.0
-    logits = gate.decision_function(problem.X)
+def _gate_penalty(gate, problem, log_gate, active):
+    """The gate's balancing penalty and z-loss on the training rows, weighted.
+
+    The balancing penalties depend on the logits through the gate's softmax
+    only, so the log gate weights already computed serve as logits (dropped
+    experts, at -inf there, are left out of the balanced columns). The
+    z-loss measures the raw logits and needs the gate's own.
+    """
     weights = problem.sample_weight
     penalty = 0.0
+    balance = getattr(gate, "balance", None)
+    strength = getattr(gate, "balance_strength", 0.0) if balance else 0.0
     if strength:
-        balanced = active.copy()
-        if problem.shared is not None:
-            balanced[problem.shared] = False
-        value, _ = balance_penalty(balance, logits, weights, balanced)
+        balanced = _routed_experts(problem, active)
+        value, _ = balance_penalty(balance, log_gate, weights, balanced)
         penalty += strength * value
-    if z_strength:
+    z_strength = getattr(gate, "z_loss", 0.0) or 0.0
+    if z_strength and hasattr(gate, "decision_function"):
+        logits = gate.decision_function(problem.X)
         penalty += z_strength * z_loss_penalty(logits, weights)[0]
     return float(penalty)
+
+
+def _routed_experts(problem, active):
+    """Mask of the routed experts still in use: active, and not the shared one."""
+    routed = active.copy()
+    if problem.shared is not None:
+        routed[problem.shared] = False
+    return routed
 
 
 def _fit_rows(R, j, sample_weight):
@@ -642,9 +649,7 @@ def _handle_collapse(problem, state, R, log_mixture, log_gate, reseeded, iterati
     """
     active = state.active
     # The shared expert, always on and fitted on every row, cannot collapse.
-    routed = active.copy()
-    if problem.shared is not None:
-        routed[problem.shared] = False
+    routed = _routed_experts(problem, active)
     n_active = int(routed.sum())
     if n_active <= 1:
         return False

@@ -68,14 +68,13 @@ from torch import nn
 
 from ._likelihood import VARIANCE_FLOOR
 from ._torch_balance import balance_loss, load_penalty, z_loss_penalty
-from ._torch_gates import GateNetwork
+from ._torch_gates import GateNetwork, _activation_layer
+from ._torch_gates import resolve_device as _resolve_device
 from ._torch_mlp import (
     _SEED_MAX,
     TorchMLPClassifier,
     TorchMLPRegressor,
-    _activation_layer,
     _optimizer_class,
-    _resolve_device,
     _seeded_rng,
 )
 

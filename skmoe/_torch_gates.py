@@ -86,10 +86,12 @@ def resolve_device(device):
 if _IMPORT_ERROR is None:
 
     def _activation_layer(name):
+        """The torch layer of an activation named as scikit-learn names it."""
         return {
             "relu": nn.ReLU,
             "tanh": nn.Tanh,
             "logistic": nn.Sigmoid,
+            "identity": nn.Identity,
             "gelu": nn.GELU,
         }[name]()
 

@@ -91,15 +91,7 @@ def _check_torch(owner):
 
 
 if _IMPORT_ERROR is None:
-
-    def _activation_layer(name):
-        return {
-            "relu": nn.ReLU,
-            "tanh": nn.Tanh,
-            "logistic": nn.Sigmoid,
-            "identity": nn.Identity,
-            "gelu": nn.GELU,
-        }[name]()
+    from ._torch_gates import _activation_layer
 
     class _MLPModule(nn.Module):
         """Linear layers with an activation (and dropout) between them.

@@ -7,10 +7,17 @@
   level :data:`FIT_LOG`) and every prediction call (rows, on the fitted
   instance's ``predict_calls_``), so that tests can prove which rows reached
   which expert; :class:`NoWeightCountingClassifier` is the same without
-  ``sample_weight`` in ``fit``.
+  ``sample_weight`` in ``fit``;
+* torch tests: :func:`one_torch_thread` and :func:`run_python` (a fresh
+  interpreter, for import tests).
 """
 
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,3 +175,38 @@ class CountingRegressor(RegressorMixin, _Recording):
 
     def _default(self):
         return LinearRegression()
+
+
+# -- torch tests --------------------------------------------------------------
+
+
+@contextmanager
+def one_torch_thread():
+    """Run torch on one intra-op thread, if torch is installed.
+
+    Tiny networks: torch's threads cost more than they save, and on a busy
+    2-core runner they make each step many times slower.
+    """
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_python(code):
+    """Run ``code`` in a fresh interpreter (from the repository root)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )

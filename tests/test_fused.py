@@ -31,13 +31,13 @@ requires_cuda = pytest.mark.skipif(
 )
 
 
+from _helpers import one_torch_thread  # noqa: E402
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    """Tiny networks: torch's intra-op threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 # -- data and fitting helpers ---------------------------------------------------

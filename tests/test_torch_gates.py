@@ -5,11 +5,7 @@ it); the others are skipped when torch is missing.
 """
 
 import doctest
-import os
 import pickle
-import subprocess
-import sys
-import textwrap
 
 import joblib
 import numpy as np
@@ -20,6 +16,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skmoe
 from skmoe import SoftmaxGate
+
+from _helpers import one_torch_thread, run_python
 
 try:
     import torch
@@ -48,26 +46,8 @@ if torch is not None:
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    """Tiny networks: torch's intra-op threads cost more than they save."""
-    if torch is None:
+    with one_torch_thread():
         yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _run_python(code):
-    """Run ``code`` in a fresh interpreter (from the repository root)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=120,
-    )
 
 
 # -- problems ---------------------------------------------------------------------
@@ -120,7 +100,7 @@ GATES = {
 
 
 def test_softmax_gate_fit_and_import_skmoe_leave_torch_alone():
-    result = _run_python(
+    result = run_python(
         """
         import sys
         import numpy as np
@@ -139,7 +119,7 @@ def test_softmax_gate_fit_and_import_skmoe_leave_torch_alone():
 
 
 def test_without_torch_the_backprop_gates_name_the_extra():
-    result = _run_python(
+    result = run_python(
         """
         import sys
 

@@ -7,11 +7,7 @@ either is missing. Tests marked ``gpu`` need CUDA and are deselected by
 default (``pytest -m gpu`` runs them).
 """
 
-import os
 import pickle
-import subprocess
-import sys
-import textwrap
 import warnings
 from unittest.mock import patch
 
@@ -25,7 +21,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import skmoe
 from skmoe import MoEClassifier, MoERegressor
 
-from _helpers import quiet_fit, regime_classification, regime_data
+from _helpers import (
+    one_torch_thread,
+    quiet_fit,
+    regime_classification,
+    regime_data,
+    run_python,
+)
 
 try:
     import skorch
@@ -50,34 +52,15 @@ if HAVE_TORCH:
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    """Tiny networks: torch's intra-op threads cost more than they save, and on
-    a busy 2-core runner they make each step many times slower."""
-    if not HAVE_TORCH:
+    with one_torch_thread():
         yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _run_python(code):
-    """Run ``code`` in a fresh interpreter (from the repository root)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=120,
-    )
 
 
 # -- optional dependency ----------------------------------------------------------
 
 
 def test_import_skmoe_does_not_import_torch():
-    result = _run_python(
+    result = run_python(
         """
         import sys
         import skmoe
@@ -95,7 +78,7 @@ def test_import_skmoe_does_not_import_torch():
 def test_without_torch_the_rest_works_and_torch_experts_name_the_extra():
     # torch and skorch are made unimportable, whether or not they are
     # installed, by a finder that refuses them as a missing package would be.
-    result = _run_python(
+    result = run_python(
         """
         import sys
 
