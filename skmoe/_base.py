@@ -1,11 +1,13 @@
 """What MoEClassifier and MoERegressor share: parameters, fitting, routing."""
 
+import sys
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.base import MetaEstimatorMixin, _fit_context, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
@@ -22,10 +24,21 @@ from sklearn.utils.validation import (
 
 from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
-from ._em import EMProblem, check_init_array, initial_responsibilities, run_em
+from ._em import (
+    EMProblem,
+    EMResult,
+    check_init_array,
+    initial_responsibilities,
+    run_em,
+)
 from ._experts import check_expert, check_top_k, resolve_experts, seeded_clones
 from ._gates import SoftmaxGate
-from ._routing import routed_weights, rows_by_expert, top_k_mask
+from ._routing import (
+    routed_log_weights,
+    routed_weights,
+    rows_by_expert,
+    top_k_mask,
+)
 from ._validation import (
     check_enough_samples,
     check_missing_values,
@@ -53,6 +66,9 @@ def _mlp_gate(**params):
 _GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
 # Mixture parameters that, when set, override the gate's own of the same name.
 _GATE_OVERRIDES = ("balance", "balance_strength", "z_loss")
+# The fused mixture stops once its loss has not improved by more than tol for
+# this many epochs in a row (MLPClassifier's n_iter_no_change).
+FUSED_PATIENCE = 10
 
 
 class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
@@ -253,6 +269,16 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 "positive weight."
             )
         y_experts, likelihood, y_scale = self._prepare_target(y, sample_weight)
+        gate = self._gate_template()
+        template = self._fused_expert(estimators, gate)
+        if template is not None:
+            self.fused_ = self._fit_fused(
+                template, gate, len(estimators), X, y_experts, sample_weight
+            )
+            fit = self._fused_fit(self.fused_, X, y_experts)
+            self._store_fit(fit, names, likelihood, X, sample_weight)
+            return self
+        self.fused_ = None
         init = self._resolved_init(X.shape[0], len(estimators))
         shared = len(estimators) - 1 if self.shared_expert is not None else None
         problem = EMProblem(
@@ -261,7 +287,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             sample_weight=sample_weight,
             names=names,
             likelihood=likelihood,
-            gate=self._gate_template(),
+            gate=gate,
             top_k=self.top_k,
             hard=self.training == "hard_em",
             gate_step="backprop" if self.training == "backprop" else "em",
@@ -344,6 +370,95 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 f"parameter(s) of that name, but {type(gate).__name__} has none."
             )
         return gate.set_params(**overrides)
+
+    def _fused_expert(self, estimators, gate):
+        """The torch MLP template when the mixture trains as one fused module.
+
+        That is with ``training="backprop"`` when every expert is a
+        TorchMLP of one architecture (``_fused.fused_template``) and the
+        gate a SoftmaxGate or MLPGate. Options that only the alternating
+        loop of gate steps and expert refits has (a shared expert, capacity,
+        ``cv``, initial responsibilities) keep that loop: None.
+        """
+        alternating_only = (
+            self.shared_expert is not None
+            or self.capacity_factor is not None
+            or self.cv is not None
+            or not (isinstance(self.init, str) and self.init == "auto")
+        )
+        if self.training != "backprop" or alternating_only:
+            return None
+        if "skmoe._torch_mlp" not in sys.modules:
+            # no TorchMLP exists in this process, so no expert is one (and
+            # torch, maybe not installed, is not imported for nothing)
+            return None
+        from ._fused import fused_template, gate_architecture
+
+        if gate_architecture(gate) is None:
+            return None
+        return fused_template(estimators, self._expert_kind)
+
+    def _fit_fused(self, template, gate, n_experts, X, y, sample_weight):
+        """Train the fused module ``n_init`` times; keep the lowest final loss."""
+        from ._fused import fit_fused, gate_architecture
+
+        random_state = check_random_state(self.random_state)
+        options = dict(
+            task=self._expert_kind,
+            n_outputs=len(self.classes_) if is_classifier(self) else 1,
+            expert=template,
+            n_experts=n_experts,
+            top_k=self.top_k,
+            noisy=self.noisy_gating,
+            balance=gate.balance,
+            balance_strength=gate.balance_strength,
+            z_loss=gate.z_loss,
+            tol=self.tol,
+            n_iter_no_change=FUSED_PATIENCE,
+            verbose=self.verbose,
+            **gate_architecture(gate),
+        )
+        best = None
+        for restart in range(self.n_init):
+            if self.verbose:
+                print(f"Initialisation {restart + 1} of {self.n_init} (fused)")
+            result = fit_fused(
+                X, y, sample_weight, random_state=random_state, **options
+            )
+            if best is None or result.loss_curve[-1] < best.loss_curve[-1]:
+                best = result
+        return best
+
+    def _fused_fit(self, result, X, y):
+        """The fused module's fit in the form ``_store_fit`` reads.
+
+        The experts are exported as standalone TorchMLPs and the gate is
+        the fused gate network; the responsibilities (for ``expert_load_``)
+        are the posterior of the training rows under prediction's routing.
+        """
+        from ._fused import FusedGate
+
+        gate = FusedGate(result)
+        log_gate = gate.predict_log_proba(X)
+        log_joint = routed_log_weights(
+            log_gate, top_k_mask(log_gate, self.top_k)
+        ) + result.expert_log_likelihood(X, y)
+        responsibilities = np.exp(
+            log_joint - logsumexp(log_joint, axis=1, keepdims=True)
+        )
+        n_experts = result.n_experts
+        regressor = result.task == "regressor"
+        return EMResult(
+            experts=[result.export_expert(j) for j in range(n_experts)],
+            gate=gate,
+            noise=list(result.noise_variance) if regressor else [None] * n_experts,
+            active=np.ones(n_experts, dtype=bool),
+            responsibilities=responsibilities,
+            loss_curve=result.nll_curve,
+            objective_curve=result.loss_curve,
+            converged=result.converged,
+            kept=result.n_iter - 1,
+        )
 
     def _resolved_init(self, n_samples, n_experts):
         # init describes the routed experts; the shared one is added later
@@ -457,17 +572,29 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 stacklevel=5,
             )
         if not result.converged:
-            if result.n_iter > 1:
-                change = abs(result.loss_curve[-1] - result.loss_curve[-2])
-                why = f"last change of the loss {change:.2e} >= tol={self.tol}"
-            else:
-                why = "one iteration cannot show convergence"
             warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
-                f"EM iterations ({why}). Increase max_iter or tol.",
-                ConvergenceWarning,
-                stacklevel=5,
+                self._not_converged_message(result), ConvergenceWarning, stacklevel=5
             )
+
+    def _not_converged_message(self, result):
+        name = type(self).__name__
+        if self.fused_ is not None:
+            epochs = self.fused_.template.max_epochs
+            return (
+                f"{name} (fused) did not converge in the experts' max_epochs="
+                f"{epochs} epochs (its loss still improved by more than tol="
+                f"{self.tol} within the last {FUSED_PATIENCE} epochs). Increase "
+                "the experts' max_epochs, or tol."
+            )
+        if result.n_iter > 1:
+            change = abs(result.loss_curve[-1] - result.loss_curve[-2])
+            why = f"last change of the loss {change:.2e} >= tol={self.tol}"
+        else:
+            why = "one iteration cannot show convergence"
+        return (
+            f"{name} did not converge in max_iter={self.max_iter} EM iterations "
+            f"({why}). Increase max_iter or tol."
+        )
 
     # -- routing and prediction ---------------------------------------------
 

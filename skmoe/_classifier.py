@@ -55,7 +55,10 @@ class MoEClassifier(
         between gate steps. Backprop scores every expert on every row at each
         iteration (the gate may send a row anywhere); the refits still cost
         about ``n * top_k`` rows. It needs torch (``pip install
-        "skmoe[torch]"``); the fitted linear gate does not.
+        "skmoe[torch]"``); the fitted linear gate does not. When every
+        expert is a :class:`TorchMLPClassifier` of one architecture, the gate
+        and the experts are instead trained end to end as one torch module
+        (see ``fused_``).
     gate : {"softmax", "mlp"} or gate object, default="softmax"
         The gate: ``"softmax"`` is :class:`SoftmaxGate`, ``"mlp"`` is
         :class:`MLPGate` (torch), each with its defaults; pass
@@ -160,6 +163,14 @@ class MoEClassifier(
         EM iterations of the kept initialisation.
     converged_ : bool
         Whether the kept initialisation reached ``tol``.
+    fused_ : FusedResult or None
+        With ``training="backprop"`` and experts that are all torch MLPs of
+        one architecture (and no ``shared_expert``, ``capacity_factor``,
+        ``cv`` or explicit ``init``), the gate and the experts are trained as
+        one torch module, end to end: this is that module and its reports.
+        Its epochs are then the iterations of ``loss_curve_``, ``gate_`` is
+        its gate network, ``experts_`` its experts exported, and prediction
+        runs the module. None for every other mixture.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when X has feature names that are all strings.
@@ -221,6 +232,9 @@ class MoEClassifier(
             Columns follow ``classes_``.
         """
         X = self._validate_X_predict(X)
+        if self.fused_ is not None:
+            # the fused module evaluates the routed experts stacked together
+            return self.fused_.predict_proba(X)
         proba = np.zeros((X.shape[0], len(self.classes_)))
         for _, rows, weights, output in self._routed_outputs(X):
             proba[rows] += weights[:, None] * output

@@ -61,6 +61,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -414,7 +415,11 @@ def _top_experts(logits, k):
 
 
 class _Objective:
-    """The training loss of one minibatch: mixture NLL plus the penalties."""
+    """The training loss of one minibatch: mixture NLL plus the penalties.
+
+    Called as ``objective(module, z, target, weight)``, it returns the loss
+    to minimise and, detached, its negative log-likelihood part.
+    """
 
     def __init__(self, *, top_k, n_experts, balance, balance_strength, z_loss):
         self.top_k = top_k
@@ -433,7 +438,7 @@ class _Objective:
         nll = module.mixture_nll(z, target, logits, self.n_chosen)
         # weights have mean one over the training rows: an unbiased estimate
         # of the weighted mean loss, as in TorchMLPClassifier
-        loss = (weight * nll).mean()
+        loss = nll = (weight * nll).mean()
         row_weight = weight / weight.sum()
         if self.balance is not None and self.balance_strength > 0:
             loss = loss + self.balance_strength * balance_loss(
@@ -449,44 +454,50 @@ class _Objective:
                 )
         if self.z_loss > 0:
             loss = loss + self.z_loss * z_loss_penalty(clean, row_weight)
-        return loss
+        return loss, nll.detach()
 
 
 def _train(
     module, optimizer, objective, data, *, epochs, batch_size, tol, patience, verbose
 ):
-    """Minibatch training; returns the per-epoch mean loss and whether it stopped.
+    """Minibatch training.
 
-    Stops early when ``tol`` is set and the epoch's loss has not improved on
-    the best by more than ``tol`` for ``patience`` epochs in a row.
+    Returns the per-epoch mean loss (the whole objective), the per-epoch
+    mean negative log-likelihood (its first term), and whether training
+    stopped early: when ``tol`` is set and the epoch's loss has not improved
+    on the best by more than ``tol`` for ``patience`` epochs in a row.
     """
     z_all, target_all, weight_all = data
     n_rows = len(z_all)
-    loss_curve, best, stale = [], np.inf, 0
+    loss_curve, nll_curve, best, stale = [], [], np.inf, 0
     module.train()
     for epoch in range(epochs):
         # shuffled on the CPU generator, which is seeded whatever the device
         order = torch.randperm(n_rows).to(z_all.device)
-        total = torch.zeros((), device=z_all.device)
+        totals = torch.zeros(2, device=z_all.device)
         for start in range(0, n_rows, batch_size):
             rows = order[start : start + batch_size]
-            loss = objective(module, z_all[rows], target_all[rows], weight_all[rows])
+            loss, nll = objective(
+                module, z_all[rows], target_all[rows], weight_all[rows]
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             # summed on the device: one synchronisation per epoch, not per batch
-            total += loss.detach() * len(rows)
-        loss_curve.append(float(total) / n_rows)
+            totals += torch.stack([loss.detach(), nll]) * len(rows)
+        epoch_loss, epoch_nll = (totals / n_rows).tolist()
+        loss_curve.append(epoch_loss)
+        nll_curve.append(epoch_nll)
         if verbose:
-            print(f"epoch {epoch + 1:4d}  loss {loss_curve[-1]:.6f}")
+            print(f"epoch {epoch + 1:4d}  loss {epoch_loss:.6f}  nll {epoch_nll:.6f}")
         if tol is not None:
-            if loss_curve[-1] < best - tol:
-                best, stale = loss_curve[-1], 0
+            if epoch_loss < best - tol:
+                best, stale = epoch_loss, 0
             else:
                 stale += 1
                 if stale >= patience:
-                    return loss_curve, True
-    return loss_curve, False
+                    return loss_curve, nll_curve, True
+    return loss_curve, nll_curve, False
 
 
 def _make_optimizer(expert, parameters):
@@ -647,7 +658,7 @@ def fit_fused(
                 sample_weight / sample_weight.mean(), dtype=torch.float32
             ).to(device),
         )
-        loss_curve, converged = _train(
+        loss_curve, nll_curve, converged = _train(
             training_module,
             optimizer,
             objective,
@@ -672,6 +683,7 @@ def fit_fused(
         top_k=top_k,
         device=device,
         loss_curve=loss_curve,
+        nll_curve=nll_curve,
         converged=converged,
     )
     result._device_module = training_module
@@ -728,6 +740,10 @@ class FusedResult:
         The device it was trained on; prediction uses it when available.
     loss_curve : list of float
         Mean training loss (the whole objective) of each epoch.
+    nll_curve : list of float
+        Its first term, the weighted mean negative log-likelihood of the
+        training rows, of each epoch (both averaged over the epoch's
+        minibatches as they were trained, with training's routing).
     n_iter : int
         Epochs trained.
     converged : bool
@@ -747,6 +763,7 @@ class FusedResult:
         top_k,
         device,
         loss_curve,
+        nll_curve,
         converged,
     ):
         self.module = module
@@ -761,6 +778,7 @@ class FusedResult:
         self.top_k = top_k
         self.device = device
         self.loss_curve = list(loss_curve)
+        self.nll_curve = list(nll_curve)
         self.n_iter = len(self.loss_curve)
         self.converged = converged
         self._device_module = None
@@ -859,11 +877,21 @@ class FusedResult:
         mixture_variance = weight * (variance + (mean - mixture_mean[:, None]) ** 2)
         return mixture_mean, mixture_variance.sum(dim=1)
 
-    def predict(self, X):
-        """Mixture mean: ndarray of shape (n_samples,) (regressor)."""
+    def predict(self, X, return_std=False):
+        """Mixture mean, and with ``return_std`` its standard deviation (regressor).
+
+        Returns
+        -------
+        mean : ndarray of shape (n_samples,)
+        std : ndarray of shape (n_samples,)
+            Only with ``return_std=True``; see :meth:`predict_std`.
+        """
         self._check_task("regressor", "predict")
-        mean, _ = self._collect(X, self._moments, self._routed_per_row())
-        return mean * self.y_scale + self.y_mean
+        mean, variance = self._collect(X, self._moments, self._routed_per_row())
+        mean = mean * self.y_scale + self.y_mean
+        if not return_std:
+            return mean
+        return mean, np.sqrt(variance) * self.y_scale
 
     def predict_std(self, X):
         """Mixture standard deviation: ndarray of shape (n_samples,) (regressor).
@@ -872,8 +900,7 @@ class FusedResult:
         variances and the spread of their means, under the gate weights.
         """
         self._check_task("regressor", "predict_std")
-        _, variance = self._collect(X, self._moments, self._routed_per_row())
-        return np.sqrt(variance) * self.y_scale
+        return self.predict(X, return_std=True)[1]
 
     # -- diagnostics: every expert on every row
 
@@ -913,8 +940,13 @@ class FusedResult:
         """
         y = np.asarray(y)
         if self.task == "classifier":
-            proba = self.expert_outputs(X)
-            return np.log(proba[np.arange(len(y)), :, y])
+            # log_softmax, not the log of a probability that may round to 0
+            log_proba = self._collect(
+                X,
+                lambda module, z: torch.log_softmax(module.dense_outputs(z), dim=2),
+                self.n_experts,
+            )
+            return log_proba[np.arange(len(y)), :, y]
         mean = self.expert_outputs(X)
         variance = self.noise_variance
         residual = np.asarray(y, dtype=np.float64)[:, None] - mean
@@ -974,3 +1006,71 @@ class FusedResult:
             weight, bias = layers[-1]
             layers[-1] = (weight * self.y_scale, bias * self.y_scale + self.y_mean)
         return layers
+
+
+# -- the estimators' view -------------------------------------------------------
+
+
+def gate_architecture(gate):
+    """The fused gate network a gate object stands for, or None.
+
+    A :class:`~skmoe.SoftmaxGate` is a linear gate (no hidden layer); an
+    :class:`~skmoe.MLPGate` has its ``hidden_layer_sizes`` and
+    ``activation``. Any other gate has its own training code, which the fused
+    module cannot run: None.
+
+    Returns
+    -------
+    dict or None
+        ``gate_hidden_layer_sizes`` and ``gate_activation`` for
+        :func:`fit_fused`.
+    """
+    from ._gates import SoftmaxGate
+    from ._torch_gates import MLPGate, _hidden_sizes
+
+    if type(gate) is SoftmaxGate:
+        return dict(gate_hidden_layer_sizes=(), gate_activation="relu")
+    if type(gate) is MLPGate:
+        return dict(
+            gate_hidden_layer_sizes=_hidden_sizes(gate.hidden_layer_sizes),
+            gate_activation=gate.activation,
+        )
+    return None
+
+
+class FusedGate:
+    """The gate of a fused mixture, read as the estimators read a fitted gate.
+
+    The mixture estimators' ``gate_`` when they trained the fused module: it
+    gives the fused gate network's weights (``predict_proba``,
+    ``predict_log_proba``) and logits (``decision_function``) over all the
+    experts, as float64, on raw features. It was trained with the experts
+    and is not refitted on its own.
+
+    Parameters
+    ----------
+    result : FusedResult
+    """
+
+    def __init__(self, result):
+        self.result = result
+
+    @property
+    def n_features_in_(self):
+        return self.result.n_features
+
+    def decision_function(self, X):
+        """Gate logits: ndarray of shape (n_samples, n_experts)."""
+        return self.result.gate_logits(X)
+
+    def predict_log_proba(self, X):
+        """Log gate weights: ndarray of shape (n_samples, n_experts)."""
+        logits = self.decision_function(X)
+        return logits - logsumexp(logits, axis=1, keepdims=True)
+
+    def predict_proba(self, X):
+        """Gate weights (rows sum to one): ndarray of shape (n_samples, n_experts)."""
+        return np.exp(self.predict_log_proba(X))
+
+    def __repr__(self):
+        return f"FusedGate(n_experts={self.result.n_experts})"

@@ -35,7 +35,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     training : {"em", "hard_em", "backprop"}, default="em"
         Soft responsibilities, each sample wholly to its best expert, or the
         gate trained by gradient steps on the mixture likelihood (needs
-        torch; see :class:`MoEClassifier`).
+        torch; see :class:`MoEClassifier`). With :class:`TorchMLPRegressor`
+        experts of one architecture, the gate and the experts are trained end
+        to end as one torch module (see ``fused_``).
     gate : {"softmax", "mlp"} or gate object, default="softmax"
         ``"softmax"`` is :class:`SoftmaxGate`, ``"mlp"`` :class:`MLPGate`
         (torch), each with its defaults.
@@ -102,6 +104,14 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     loss_curve_ : list of float
     n_iter_ : int
     converged_ : bool
+    fused_ : FusedResult or None
+        With ``training="backprop"`` and experts that are all torch MLPs of
+        one architecture (and no ``shared_expert``, ``capacity_factor``,
+        ``cv`` or explicit ``init``), the gate and the experts are trained as
+        one torch module, end to end: this is that module and its reports.
+        Its epochs are then the iterations of ``loss_curve_``, ``gate_`` is
+        its gate network, ``experts_`` its experts exported, and prediction
+        runs the module. None for every other mixture.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
 
@@ -156,6 +166,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
             Only with ``return_std=True``.
         """
         X = self._validate_X_predict(X)
+        if self.fused_ is not None:
+            # the fused module evaluates the routed experts stacked together
+            return self.fused_.predict(X, return_std=return_std)
         mean = np.zeros(X.shape[0])
         second_moment = np.zeros(X.shape[0])
         for j, rows, weights, output in self._routed_outputs(X):

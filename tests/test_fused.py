@@ -5,6 +5,7 @@ deselected by default (``pytest -m gpu`` runs them).
 """
 
 import pickle
+import warnings
 from unittest.mock import patch
 
 import numpy as np
@@ -372,7 +373,7 @@ def test_noisy_gating_perturbs_training_not_prediction():
         with torch.no_grad():
             for seed in (0, 1):
                 torch.manual_seed(seed)
-                losses.add(float(objective(result.module, z, target, weight)))
+                losses.add(float(objective(result.module, z, target, weight)[0]))
         # a loss drawn with other noise is another loss
         assert len(losses) == (2 if noisy else 1)
         np.testing.assert_array_equal(result.predict(X), result.predict(X))
@@ -519,3 +520,220 @@ def test_gpu_trained_mixture_loads_without_cuda():
         random_state=0,
     )  # fmt: skip
     np.testing.assert_allclose(cpu.loss_curve[0], result.loss_curve[0], rtol=1e-2)
+
+
+# -- through the estimators -----------------------------------------------------
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.linear_model import LinearRegression  # noqa: E402
+
+from skmoe import MLPGate, MoEClassifier, MoERegressor, SoftmaxGate  # noqa: E402
+from skmoe._fused import FusedGate, FusedResult  # noqa: E402
+
+
+def torch_moe(task="regressor", n_experts=4, epochs=5, **params):
+    """A backprop mixture of small torch MLP clones (the fused path)."""
+    expert_class = {"regressor": TorchMLPRegressor, "classifier": TorchMLPClassifier}
+    estimator = {"regressor": MoERegressor, "classifier": MoEClassifier}[task]
+    expert = expert_class[task]((8,), max_epochs=epochs, lr=0.03, batch_size=64)
+    params.setdefault("random_state", 0)
+    params.setdefault("training", "backprop")
+    return estimator(expert, n_experts=n_experts, **params)
+
+
+def mixed_by_the_gate(moe, X):
+    """The estimator's generic prediction: its experts_ mixed by its gate_."""
+    outputs = list(moe._routed_outputs(X))
+    if isinstance(moe, MoEClassifier):
+        proba = np.zeros((len(X), len(moe.classes_)))
+        for _, rows, weights, output in outputs:
+            proba[rows] += weights[:, None] * output
+        return proba
+    mean, second = np.zeros(len(X)), np.zeros(len(X))
+    for j, rows, weights, output in outputs:
+        mean[rows] += weights * output
+        second[rows] += weights * (moe.noise_variance_[j] + output**2)
+    return mean, np.sqrt(second - mean**2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_backprop_with_torch_experts_trains_one_fused_module(top_k):
+    X, y = two_regime_classes(300)
+    labels = np.array(["left", "right"])[y]
+    moe = torch_moe("classifier", top_k=top_k).fit(X, labels)
+    assert isinstance(moe.fused_, FusedResult)
+    assert isinstance(moe.gate_, FusedGate)
+    assert all(isinstance(expert, TorchMLPClassifier) for expert in moe.experts_)
+    assert moe.fused_.n_experts == len(moe.experts_) == 4
+    # one epoch per iteration; the loss is the objective's likelihood term
+    assert moe.n_iter_ == len(moe.loss_curve_) == len(moe.objective_curve_) == 5
+    assert moe.loss_curve_ == moe.fused_.nll_curve
+    assert moe.objective_curve_ == moe.fused_.loss_curve
+    assert moe.loss_ == moe.loss_curve_[-1]
+    np.testing.assert_allclose(moe.expert_load_.sum(), 1.0)
+    np.testing.assert_allclose(moe.gate_proba(X).sum(axis=1), 1.0)
+    if top_k is not None:
+        assert np.all((moe.gate_proba(X) > 0).sum(axis=1) == top_k)
+    assert set(moe.predict(X)) <= set(labels)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("top_k", [None, 1])
+def test_fused_prediction_equals_its_experts_mixed_by_its_gate(top_k):
+    """The fused module's prediction is what the exported experts and the
+    gate give through the estimators' generic path (float32 rounding)."""
+    X, y = two_regime_classes(200)
+    moe = torch_moe("classifier", top_k=top_k).fit(X, y)
+    np.testing.assert_allclose(
+        moe.predict_proba(X), mixed_by_the_gate(moe, X), atol=1e-5
+    )
+    X, y = two_regimes(200)
+    moe = torch_moe("regressor", top_k=top_k).fit(X, y)
+    mean, std = moe.predict(X, return_std=True)
+    expected_mean, expected_std = mixed_by_the_gate(moe, X)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(moe.noise_variance_, moe.fused_.noise_variance)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fused_regressor_learns_the_regimes():
+    X, y = two_regimes(400)
+    moe = torch_moe(n_experts=2, top_k=1, epochs=40).fit(X, y)
+    single = TorchMLPRegressor((), max_epochs=40, lr=0.03, batch_size=64).fit(X, y)
+    # linear experts (no hidden layer) need the gate to fit the kink
+    linear = torch_moe(n_experts=2, top_k=1, epochs=40)
+    linear.set_params(experts__hidden_layer_sizes=()).fit(X, y)
+    assert linear.fused_ is not None
+    assert linear.score(X, y) > 0.9 > single.score(X, y)
+    assert moe.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(training="em", max_iter=2),
+        dict(cv=2, max_iter=2),
+        dict(top_k=1, capacity_factor=1.0, max_iter=2),
+        dict(shared_expert=TorchMLPRegressor((4,), max_epochs=2), max_iter=2),
+        dict(init="kmeans", max_iter=2),
+    ],
+    ids=["em", "cv", "capacity", "shared", "init"],
+)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_options_of_the_alternating_loop_keep_it(params):
+    X, y = two_regimes(120)
+    moe = torch_moe(epochs=2, **params).fit(X, y)
+    assert moe.fused_ is None
+    assert not isinstance(moe.gate_, FusedGate)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_experts_that_differ_or_are_not_torch_keep_the_alternating_loop():
+    X, y = two_regimes(120)
+    small = TorchMLPRegressor((4,), max_epochs=2)
+    mixed = [("a", small), ("b", clone(small).set_params(hidden_layer_sizes=(8,)))]
+    sklearn_too = [("a", small), ("b", LinearRegression())]
+    for experts in (mixed, sklearn_too):
+        moe = MoERegressor(experts, training="backprop", max_iter=2, random_state=0)
+        assert moe.fit(X, y).fused_ is None
+    # a list of one architecture (random_state may differ) fuses, names kept
+    same = [("a", small), ("b", clone(small).set_params(random_state=3))]
+    moe = MoERegressor(same, training="backprop", random_state=0).fit(X, y)
+    assert moe.fused_ is not None
+    assert moe.expert_names_ == ["a", "b"]
+    assert list(moe.named_experts_) == ["a", "b"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_gate_and_its_options_reach_the_fused_module():
+    X, y = two_regimes(200)
+    mlp = torch_moe(gate=MLPGate((5,), activation="tanh")).fit(X, y)
+    linear = torch_moe(gate=SoftmaxGate()).fit(X, y)
+    assert mlp.fused_.module.gate.hidden_layer_sizes == (5,)
+    assert mlp.fused_.module.gate.activation == "tanh"
+    assert linear.fused_.module.gate.hidden_layer_sizes == ()
+    # a penalty is in the objective, not in the loss
+    free = torch_moe(top_k=1).fit(X, y)
+    penalised = torch_moe(top_k=1, balance="switch", balance_strength=0.5).fit(X, y)
+    gap = np.subtract(penalised.objective_curve_, penalised.loss_curve_)
+    assert np.all(gap > 0)
+    np.testing.assert_array_equal(free.objective_curve_, free.loss_curve_)
+    noisy = torch_moe(top_k=1, noisy_gating=True).fit(X, y)
+    assert noisy.fused_.module.gate.noise is not None
+    assert free.fused_.module.gate.noise is None
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fused_fit_is_reproducible_and_n_init_keeps_the_best():
+    X, y = two_regimes(200)
+    first = torch_moe(top_k=1).fit(X, y)
+    again = torch_moe(top_k=1).fit(X, y)
+    np.testing.assert_array_equal(first.predict(X), again.predict(X))
+    other = torch_moe(top_k=1, random_state=1).fit(X, y)
+    assert not np.array_equal(first.predict(X), other.predict(X))
+    best_of_3 = torch_moe(top_k=1, n_init=3).fit(X, y)
+    # the first restart draws its seed as the single fit does
+    assert best_of_3.objective_curve_[-1] <= first.objective_curve_[-1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fused_zero_weight_rows_have_no_effect():
+    X, y = two_regime_classes(200)
+    noise = np.random.RandomState(1).uniform(-1, 1, size=(50, 2))
+    X_more = np.vstack([X, noise])
+    y_more = np.concatenate([y, np.ones(50, dtype=int)])
+    weights = np.concatenate([np.ones(200), np.zeros(50)])
+    moe = torch_moe("classifier", top_k=2)
+    with_zeros = clone(moe).fit(X_more, y_more, sample_weight=weights)
+    without = clone(moe).fit(X, y)
+    np.testing.assert_array_equal(with_zeros.predict_proba(X), without.predict_proba(X))
+
+
+def test_fused_convergence_is_reported():
+    X, y = two_regimes(200)
+    with pytest.warns(ConvergenceWarning, match=r"fused.*max_epochs=3"):
+        short = torch_moe(epochs=3).fit(X, y)
+    assert not short.converged_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        loose = torch_moe(epochs=30, tol=10.0).fit(X, y)
+    assert loose.converged_
+    assert loose.n_iter_ == 1 + 10  # the first epoch sets the best; 10 stale
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fused_estimator_joblib_round_trip_without_cuda(tmp_path):
+    """Saved with a CUDA training record, loaded where CUDA is missing."""
+    joblib = pytest.importorskip("joblib")
+    X, y = two_regime_classes(200)
+    moe = torch_moe("classifier", top_k=1).fit(X, y)
+    expected = moe.predict_proba(X)
+    moe.fused_.device = "cuda"  # as if trained on a GPU
+    path = tmp_path / "moe.joblib"
+    joblib.dump(moe, path)
+    with patch("torch.cuda.is_available", lambda *_: False):
+        loaded = joblib.load(path)
+        np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+        np.testing.assert_array_equal(loaded.gate_proba(X), moe.gate_proba(X))
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_gpu_trained_estimator_loads_and_predicts_without_cuda(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    X, y = two_regime_classes(300)
+    expert = TorchMLPClassifier((8,), max_epochs=5, lr=0.03, device="cuda")
+    moe = MoEClassifier(
+        expert, n_experts=4, top_k=1, training="backprop", random_state=0
+    ).fit(X, y)
+    assert moe.fused_.device == "cuda"
+    expected = moe.predict_proba(X)
+    path = tmp_path / "moe.joblib"
+    joblib.dump(moe, path)
+    with patch("torch.cuda.is_available", lambda *_: False):
+        loaded = joblib.load(path)
+        np.testing.assert_allclose(loaded.predict_proba(X), expected, rtol=1e-5)
