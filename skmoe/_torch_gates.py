@@ -39,7 +39,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from ._gates import _INSTALL_HINT, _SEED_MAX, _BaseGate
 
@@ -782,8 +781,7 @@ class MLPGate(_BaseGate):
 
     def decision_function(self, X):
         """Gate logits (without noise), shape (n_samples, n_experts), float64."""
-        check_is_fitted(self)
-        Z = torch.as_tensor(self.features_.transform(X), dtype=torch.float32)
+        Z = torch.as_tensor(self._standardised(X), dtype=torch.float32)
         with torch.no_grad():
             logits, _ = self.network_(Z)
         return logits.numpy().astype(np.float64)

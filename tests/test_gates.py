@@ -391,6 +391,29 @@ def test_gate_features_keep_empty_and_constant_columns():
     np.testing.assert_allclose(Z[:, 0], [-np.sqrt(1.5), np.sqrt(1.5), 0.0])
 
 
+def test_prediction_applies_the_fitted_features_directly():
+    """decision_function folds the standardisation into its product, and
+    imputes by itself: the same as the features_ pipeline's transform."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 4)) * [1e3, 1.0, 1e-2, 1.0] + [5e3, 0.0, 1.0, 2.0]
+    X[:, 3] = 2.0  # a constant column
+    X[rng.rand(60) < 0.2, 0] = np.nan
+    X[:, 2][::7] = np.nan
+    R = np.column_stack([X[:, 1] > 0, X[:, 1] <= 0]).astype(float)
+    gate = SoftmaxGate().fit(X, R)
+    queries = X.copy()
+    queries[:5, 1] = np.nan
+    expected = gate.features_.transform(queries) @ gate.coef_ + gate.intercept_
+    np.testing.assert_allclose(gate.decision_function(queries), expected, atol=1e-10)
+    np.testing.assert_allclose(
+        gate._standardised(queries), gate.features_.transform(queries), atol=1e-12
+    )
+    # the caller's array is not modified
+    np.testing.assert_array_equal(np.isnan(queries[:5, 1]), True)
+    with pytest.raises(ValueError, match="X has 3 features, but SoftmaxGate"):
+        gate.decision_function(X[:, :3])
+
+
 def test_gate_is_the_same_with_metadata_routing_enabled():
     X, R, w = make_problem()
     reference = SoftmaxGate().fit(X, R, w).predict_proba(X)
