@@ -105,13 +105,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     n_iter_ : int
     converged_ : bool
     fused_ : FusedResult or None
-        With ``training="backprop"`` and experts that are all torch MLPs of
-        one architecture (and no ``shared_expert``, ``capacity_factor``,
-        ``cv`` or explicit ``init``), the gate and the experts are trained as
-        one torch module, end to end: this is that module and its reports.
-        Its epochs are then the iterations of ``loss_curve_``, ``gate_`` is
-        its gate network, ``experts_`` its experts exported, and prediction
-        runs the module. None for every other mixture.
+        The gate and :class:`TorchMLPRegressor` experts trained end to end
+        as one torch module, when they were (see :class:`MoEClassifier`);
+        None otherwise.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
 
