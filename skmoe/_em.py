@@ -220,11 +220,7 @@ def run_em(problem, templates, responsibilities, random_state):
             always_on=problem.shared,
         )
         if iteration == 0 and problem.capacity_factor is not None:
-            # The initial responsibilities (k-means clusters, say) know nothing
-            # of capacity: the first refit follows the gate fitted to them,
-            # routed within capacity.
-            keep = _capacity_keep(log_gate, problem, state.active)
-            R = np.exp(routed_log_weights(log_gate, keep))
+            R, log_gate = _first_capacity_step(problem, state, log_gate, random_state)
 
         outputs, noise = _refit_experts(
             problem, templates, state, fell_back, R, candidates, random_state
@@ -276,6 +272,32 @@ def run_em(problem, templates, responsibilities, random_state):
             final=True,
         )
     return state
+
+
+def _first_capacity_step(problem, state, log_gate, random_state):
+    """Route the initial gate within capacity, and refit the gate to that.
+
+    The initial responsibilities (k-means clusters, say) know nothing of
+    capacity, and neither does the gate fitted to them: a large cluster
+    gives a gate whose top choice overloads one expert. Every later M-step
+    fits the gate and the experts to the same capacity-limited
+    responsibilities; so does the first one: the gate fitted to the initial
+    responsibilities is routed within capacity, and the gate is refitted to
+    that routing, which the experts are then fitted to. Without the refit the
+    first iterate, often the one kept, would predict with a gate that
+    ignores capacity.
+
+    Returns
+    -------
+    R : ndarray of shape (n_samples, n_experts)
+        The capacity-limited responsibilities of the first M-step.
+    log_gate : ndarray of shape (n_samples, n_experts)
+        The refitted gate's log weights.
+    """
+    keep = _capacity_keep(log_gate, problem, state.active)
+    R = np.exp(routed_log_weights(log_gate, keep))
+    _gate_step(problem, state, R, None, random_state)
+    return R, _active_log_gate(state.gate, problem.X, state.active)
 
 
 def _snapshot(state, fitted_with, responsibilities):

@@ -820,6 +820,70 @@ def test_capacity_is_for_training_only_prediction_is_row_by_row():
     np.testing.assert_allclose(one_by_one, batch, rtol=0, atol=1e-12)
 
 
+def _overloading_init(X, n_experts=4):
+    """Initial responsibilities giving expert 0 the 70% of rows of lowest x."""
+    edges = np.quantile(X[:, 0], [0.7, 0.8, 0.9])
+    return np.eye(n_experts)[np.searchsorted(edges, X[:, 0])]
+
+
+def test_first_gate_is_refitted_to_the_capacity_routing_the_experts_get(monkeypatch):
+    X, y, _ = _tree_regimes()
+    n_experts = 4
+    targets = []
+    original_fit = SoftmaxGate.fit
+
+    def recording_fit(self, X_fit, responsibilities, *args, **kwargs):
+        targets.append(np.array(responsibilities, copy=True))
+        return original_fit(self, X_fit, responsibilities, *args, **kwargs)
+
+    monkeypatch.setattr(SoftmaxGate, "fit", recording_fit)
+    moe = MoERegressor(
+        CountingRegressor(tag="routed"),
+        n_experts=n_experts,
+        top_k=1,
+        capacity_factor=1.0,
+        init=_overloading_init(X, n_experts),
+        max_iter=1,
+        random_state=0,
+    )
+    quiet_fit(moe, X, y)
+    # fitted to the initial responsibilities, then to their capacity routing
+    assert len(targets) == 2
+    np.testing.assert_array_equal(targets[0], _overloading_init(X, n_experts))
+    routed = targets[-1]
+    capacity = int(np.ceil(len(X) / n_experts))
+    assert (routed > 0).sum(axis=0).max() <= capacity
+    # the experts were fitted on exactly the rows the last gate fit routed to them
+    records = fits("routed")
+    assert len(records) == n_experts
+    for j, record in enumerate(records):
+        np.testing.assert_array_equal(
+            np.sort(row_indices(X, record.X)), np.flatnonzero(routed[:, j] > 0)
+        )
+
+
+def test_capacity_balances_the_first_gates_top_choice_from_an_overloading_init():
+    X, y, _ = _tree_regimes()
+    n_experts = 4
+
+    def top_choice_load(capacity_factor):
+        moe = MoERegressor(
+            LinearRegression(),
+            n_experts=n_experts,
+            top_k=1,
+            capacity_factor=capacity_factor,
+            init=_overloading_init(X, n_experts),
+            max_iter=1,
+            random_state=0,
+        )
+        return quiet_fit(moe, X, y).top_choice_load_
+
+    # the gate fitted to the initial responsibilities sends 70% of rows to one
+    # expert; refitted to their capacity routing, it spreads them out
+    assert top_choice_load(None).max() > 0.7
+    assert top_choice_load(1.0).max() < 0.4
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
