@@ -83,8 +83,11 @@ class MoEClassifier(
         rows: rows are placed by decreasing responsibility, and a row an
         expert has no room for goes to its next choice (or, when none has
         room, to the shared expert alone). Below 1 it needs a
-        ``shared_expert``. Prediction routes each row on its own, without
-        capacity. Needs ``top_k``; not with ``training="hard_em"``.
+        ``shared_expert``. From the first iteration on, the gate is fitted
+        to the same capacity-limited responsibilities as the experts, so it
+        learns the balanced routing; prediction routes each row on its own,
+        by the gate, without capacity. Needs ``top_k``; not with
+        ``training="hard_em"``.
     shared_expert : classifier, default=None
         An expert that is always on: fitted once, on every row with the
         user's weights, and part of every row's mixture besides its
