@@ -58,6 +58,7 @@ from sklearn.utils.validation import (
 )
 
 from ._mixins import ProbabilisticClassifierMixin
+from ._torch_gates import _hidden_sizes
 from ._torch_gates import resolve_device as _resolve_device
 
 try:
@@ -351,17 +352,7 @@ class _BaseTorchMLP(BaseEstimator):
     # -- fitting --------------------------------------------------------------
 
     def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, Integral):
-            return (int(sizes),)
-        sizes = tuple(sizes)
-        for size in sizes:
-            if not isinstance(size, Integral) or size < 1:
-                raise ValueError(
-                    "hidden_layer_sizes must hold positive integers (the width "
-                    f"of each hidden layer); got {self.hidden_layer_sizes!r}."
-                )
-        return tuple(int(size) for size in sizes)
+        return _hidden_sizes(self.hidden_layer_sizes)
 
     def _architecture(self, n_features, device):
         """Everything that must be unchanged for ``warm_start`` to continue."""
