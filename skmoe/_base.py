@@ -4,6 +4,7 @@ import sys
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,6 +29,7 @@ from ._em import (
     EMProblem,
     EMResult,
     check_init_array,
+    gate_penalty,
     initial_responsibilities,
     run_em,
 )
@@ -272,11 +274,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         gate = self._gate_template()
         template = self._fused_expert(estimators, gate)
         if template is not None:
-            self.fused_ = self._fit_fused(
-                template, gate, len(estimators), X, y_experts, sample_weight
+            self.fused_, loss, log_joint = self._fit_fused(
+                template, gate, estimators, X, y_experts, sample_weight
             )
-            fit = self._fused_fit(self.fused_, X, y_experts)
+            fit = self._fused_fit(self.fused_, estimators, log_joint)
             self._store_fit(fit, names, likelihood, X, sample_weight)
+            # the fitted module's loss with prediction's routing, as EM's
+            # loss_ is (the curves are minibatch averages during training)
+            self.loss_ = loss
             return self
         self.fused_ = None
         init = self._resolved_init(X.shape[0], len(estimators))
@@ -388,9 +393,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
         if self.training != "backprop" or alternating_only:
             return None
-        if "skmoe._torch_mlp" not in sys.modules:
-            # no TorchMLP exists in this process, so no expert is one (and
-            # torch, maybe not installed, is not imported for nothing)
+        torch_mlp = sys.modules.get("skmoe._torch_mlp")
+        if torch_mlp is None or torch_mlp._IMPORT_ERROR is not None:
+            # No TorchMLP has been made in this process, or torch is missing
+            # (the experts' own fit then says so): torch is not imported for
+            # nothing.
             return None
         from ._fused import fused_template, gate_architecture
 
@@ -398,16 +405,33 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             return None
         return fused_template(estimators, self._expert_kind)
 
-    def _fit_fused(self, template, gate, n_experts, X, y, sample_weight):
-        """Train the fused module ``n_init`` times; keep the lowest final loss."""
+    def _fit_fused(self, template, gate, estimators, X, y, sample_weight):
+        """Train the fused module ``n_init`` times; keep the lowest objective.
+
+        Each module is judged as EM's iterates are: the weighted loss of the
+        training rows under prediction's routing plus the gate's penalties.
+        The epochs' losses, minibatch averages taken while the weights moved
+        (with training's 2k candidates, noise and dropout), are not used.
+
+        Returns
+        -------
+        result : FusedResult
+        loss : float
+            Its loss on the training rows.
+        log_joint : ndarray of shape (n_samples, n_experts)
+            ``log g_j(x_i) + log p_j(y_i | x_i)`` of the routed experts, -inf
+            elsewhere.
+        """
         from ._fused import fit_fused, gate_architecture
 
+        # the EM path validates the gate in gate.fit; here it is only read
+        gate._validate_params()
         random_state = check_random_state(self.random_state)
         options = dict(
             task=self._expert_kind,
             n_outputs=len(self.classes_) if is_classifier(self) else 1,
             expert=template,
-            n_experts=n_experts,
+            n_experts=len(estimators),
             top_k=self.top_k,
             noisy=self.noisy_gating,
             balance=gate.balance,
@@ -425,32 +449,42 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             result = fit_fused(
                 X, y, sample_weight, random_state=random_state, **options
             )
-            if best is None or result.loss_curve[-1] < best.loss_curve[-1]:
-                best = result
-        return best
+            logits = result.gate_logits(X)
+            log_gate = logits - logsumexp(logits, axis=1, keepdims=True)
+            log_joint = routed_log_weights(
+                log_gate, top_k_mask(log_gate, self.top_k)
+            ) + result.expert_log_likelihood(X, y)
+            loss = -np.average(logsumexp(log_joint, axis=1), weights=sample_weight)
+            objective = loss + gate_penalty(
+                gate, log_gate, sample_weight, logits=partial(np.asarray, logits)
+            )
+            if self.verbose:
+                print(f"  loss {loss:.6f}, objective {objective:.6f}")
+            if best is None or objective < best[0]:
+                best = (objective, result, float(loss), log_joint)
+        return best[1:]
 
-    def _fused_fit(self, result, X, y):
+    def _fused_fit(self, result, estimators, log_joint):
         """The fused module's fit in the form ``_store_fit`` reads.
 
-        The experts are exported as standalone TorchMLPs and the gate is
-        the fused gate network; the responsibilities (for ``expert_load_``)
-        are the posterior of the training rows under prediction's routing.
+        The experts are exported as standalone TorchMLPs (each a clone of
+        its own expert, with the fused weights), the gate is the fused gate
+        network, and the responsibilities (for ``expert_load_``) are the
+        training rows' posterior under prediction's routing.
         """
         from ._fused import FusedGate
 
-        gate = FusedGate(result)
-        log_gate = gate.predict_log_proba(X)
-        log_joint = routed_log_weights(
-            log_gate, top_k_mask(log_gate, self.top_k)
-        ) + result.expert_log_likelihood(X, y)
         responsibilities = np.exp(
             log_joint - logsumexp(log_joint, axis=1, keepdims=True)
         )
         n_experts = result.n_experts
         regressor = result.task == "regressor"
         return EMResult(
-            experts=[result.export_expert(j) for j in range(n_experts)],
-            gate=gate,
+            experts=[
+                result.export_expert(j, template=estimator)
+                for j, estimator in enumerate(estimators)
+            ],
+            gate=FusedGate(result),
             noise=list(result.noise_variance) if regressor else [None] * n_experts,
             active=np.ones(n_experts, dtype=bool),
             responsibilities=responsibilities,
@@ -581,10 +615,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         if self.fused_ is not None:
             epochs = self.fused_.template.max_epochs
             return (
-                f"{name} (fused) did not converge in the experts' max_epochs="
-                f"{epochs} epochs (its loss still improved by more than tol="
-                f"{self.tol} within the last {FUSED_PATIENCE} epochs). Increase "
-                "the experts' max_epochs, or tol."
+                f"{name} (fused) did not converge: in the experts' max_epochs="
+                f"{epochs} epochs its training loss never went {FUSED_PATIENCE} "
+                f"epochs in a row without improving by more than tol={self.tol}. "
+                "Increase the experts' max_epochs, or tol."
             )
         if result.n_iter > 1:
             change = abs(result.loss_curve[-1] - result.loss_curve[-2])

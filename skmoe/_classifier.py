@@ -235,7 +235,7 @@ class MoEClassifier(
             Columns follow ``classes_``.
         """
         X = self._validate_X_predict(X)
-        if self.fused_ is not None:
+        if getattr(self, "fused_", None) is not None:
             # the fused module evaluates the routed experts stacked together
             return self.fused_.predict_proba(X)
         proba = np.zeros((X.shape[0], len(self.classes_)))

@@ -473,25 +473,54 @@ def _training_objective(problem, state, log_gate, log_likelihood, loss):
 
 
 def _gate_penalty(gate, problem, log_gate, active):
-    """The gate's balancing penalty and z-loss on the training rows, weighted.
+    """The gate's balancing penalty and z-loss on the training rows, weighted."""
+    return gate_penalty(
+        gate,
+        log_gate,
+        problem.sample_weight,
+        balanced=_routed_experts(problem, active),
+        logits=(
+            (lambda: gate.decision_function(problem.X))
+            if hasattr(gate, "decision_function")
+            else None
+        ),
+    )
+
+
+def gate_penalty(gate, log_gate, sample_weight, *, balanced=None, logits=None):
+    """A gate's balancing penalty and z-loss, at its strengths, weighted.
 
     The balancing penalties depend on the logits through the gate's softmax
-    only, so the log gate weights already computed serve as logits (dropped
-    experts, at -inf there, are left out of the balanced columns). The
-    z-loss measures the raw logits and needs the gate's own.
+    only, so log gate weights serve as logits (experts at -inf are left out
+    through ``balanced``). The z-loss measures the raw logits: ``logits`` is
+    a function that computes them, called only when ``gate.z_loss`` is set
+    (a gate without one has no z-loss here).
+
+    Parameters
+    ----------
+    gate : estimator
+        Read for ``balance``, ``balance_strength`` and ``z_loss`` (absent
+        ones count as off).
+    log_gate : ndarray of shape (n_samples, n_experts)
+    sample_weight : ndarray of shape (n_samples,)
+    balanced : ndarray of bool of shape (n_experts,), default=None
+        The experts the balancing penalty acts on; None for all.
+    logits : callable or None, default=None
+        ``logits()`` gives the raw logits, shape (n_samples, n_experts).
+
+    Returns
+    -------
+    float
     """
-    weights = problem.sample_weight
     penalty = 0.0
     balance = getattr(gate, "balance", None)
     strength = getattr(gate, "balance_strength", 0.0) if balance else 0.0
     if strength:
-        balanced = _routed_experts(problem, active)
-        value, _ = balance_penalty(balance, log_gate, weights, balanced)
+        value, _ = balance_penalty(balance, log_gate, sample_weight, balanced)
         penalty += strength * value
     z_strength = getattr(gate, "z_loss", 0.0) or 0.0
-    if z_strength and hasattr(gate, "decision_function"):
-        logits = gate.decision_function(problem.X)
-        penalty += z_strength * z_loss_penalty(logits, weights)[0]
+    if z_strength and logits is not None:
+        penalty += z_strength * z_loss_penalty(logits(), sample_weight)[0]
     return float(penalty)
 
 

@@ -954,18 +954,29 @@ class FusedResult:
 
     # -- export
 
-    def export_expert(self, expert):
+    def export_expert(self, expert, template=None):
         """Expert ``expert`` as a fitted standalone TorchMLP estimator.
 
-        A clone of the template whose skorch net holds the expert's weights,
+        A clone of ``template`` (default: the template the mixture was
+        trained from; pass the expert's own estimator to keep its
+        ``random_state`` and ``verbose``), whose skorch net holds the
+        expert's weights,
         with the feature standardisation (and, for a regressor, the target
         scaling) folded into its first (last) layer, so that it takes raw
         features and gives what :meth:`expert_outputs` gives for that expert.
         Its ``classes_`` are the class indices ``0..n_outputs-1``; its
         ``n_iter_`` and ``loss_curve_`` are the mixture's (the only loss it was
         trained on). It lives on the CPU.
+
+        The first layer takes raw features in float32 (as skorch casts them),
+        so on a feature whose mean is far larger than its spread (more than
+        about 1e3 times) the folded offset costs precision, and the exported
+        expert differs from the expert inside the module (which standardises
+        in float64) by more than float32 rounding. The mixture's own
+        predictions run the module and are not affected.
         """
-        estimator = clone(self.template).set_params(device="cpu", warm_start=False)
+        template = self.template if template is None else template
+        estimator = clone(template).set_params(device="cpu", warm_start=False)
         layers = [
             (weight.double().numpy(), bias.double().numpy())
             for weight, bias in self.module.experts.expert_layers(expert)

@@ -162,7 +162,7 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
             Only with ``return_std=True``.
         """
         X = self._validate_X_predict(X)
-        if self.fused_ is not None:
+        if getattr(self, "fused_", None) is not None:
             # the fused module evaluates the routed experts stacked together
             return self.fused_.predict(X, return_std=return_std)
         mean = np.zeros(X.shape[0])

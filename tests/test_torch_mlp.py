@@ -75,6 +75,61 @@ def test_import_skmoe_does_not_import_torch():
     assert "ok" in result.stdout
 
 
+def test_without_torch_backprop_with_a_numpy_gate_never_imports_the_fused_path():
+    """Even after ``from skmoe import *`` (which loads the torch MLP module),
+    a backprop mixture of sklearn experts with a gate that needs no torch
+    fits without torch: the fused path is not even considered."""
+    result = run_python(
+        """
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "skorch"):
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+                return None
+
+        sys.meta_path.insert(0, NoTorch())
+        import warnings
+        import numpy as np
+        from scipy.special import logsumexp
+        from sklearn.base import BaseEstimator
+        from sklearn.linear_model import LogisticRegression
+        from skmoe import *
+
+        class StepGate(BaseEstimator):
+            # a gate step that is one EM step: no torch anywhere
+            def fit(self, X, R, sample_weight=None, warm_start=False):
+                self.gate_ = SoftmaxGate().fit(X, R, sample_weight)
+                return self
+
+            def fit_mixture(self, X, log_likelihood, sample_weight=None,
+                            top_k=None, noisy=False, random_state=None):
+                joint = self.gate_.predict_log_proba(X) + log_likelihood
+                R = np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+                return self.fit(X, R, sample_weight)
+
+            def predict_log_proba(self, X):
+                return self.gate_.predict_log_proba(X)
+
+        rng = np.random.RandomState(0)
+        X = rng.randn(80, 2)
+        y = (X[:, 0] > 0).astype(int)
+        moe = MoEClassifier(LogisticRegression(), n_experts=2, max_iter=3,
+                            training="backprop", gate=StepGate(), random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            moe.fit(X, y)
+        assert moe.fused_ is None
+        assert "skmoe._fused" not in sys.modules
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
 def test_without_torch_the_rest_works_and_torch_experts_name_the_extra():
     # torch and skorch are made unimportable, whether or not they are
     # installed, by a finder that refuses them as a missing package would be.
