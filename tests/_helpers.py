@@ -200,11 +200,32 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def run_python(code):
-    """Run ``code`` in a fresh interpreter (from the repository root)."""
+# Makes torch and skorch unimportable, whether or not they are installed, by
+# a finder that refuses them as a missing package would be.
+_WITHOUT_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "skorch"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def run_python(code, without_torch=False):
+    """Run ``code`` in a fresh interpreter (from the repository root).
+
+    With ``without_torch``, torch and skorch cannot be imported there.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = textwrap.dedent(code)
+    if without_torch:
+        code = _WITHOUT_TORCH + code
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         cwd=root,
