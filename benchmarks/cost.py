@@ -299,43 +299,30 @@ def plot_conditional(frame, path):
     plt.close(fig)
 
 
+# (column, matplotlib style, legend) of each series of a scaling panel
+_SCALING_SERIES = (
+    ("fit_s", "o-", "MoE fit"),
+    ("s_per_iter", "^-", "MoE fit per EM iteration"),
+    ("one_expert_all_rows_s", "s--", "one expert on all rows"),
+)
+
+
+def _scaling_panel(ax, frame, x):
+    for column, style, label in _SCALING_SERIES:
+        ax.loglog(frame[x], frame[column], style, label=label)
+
+
 def plot_scaling(by_rows, by_experts, path):
     """Fit seconds against rows and against experts, log-log."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     if len(by_rows):
-        left.loglog(by_rows["n_rows"], by_rows["fit_s"], "o-", label="MoE fit")
-        left.loglog(
-            by_rows["n_rows"],
-            by_rows["s_per_iter"],
-            "^-",
-            label="MoE fit per EM iteration",
-        )
-        left.loglog(
-            by_rows["n_rows"],
-            by_rows["one_expert_all_rows_s"],
-            "s--",
-            label="one expert on all rows",
-        )
+        _scaling_panel(left, by_rows, "n_rows")
         left.set_xlabel("training rows")
         left.set_title(
             f"E = {by_rows['n_experts'].iloc[0]}, top_k = {by_rows['top_k'].iloc[0]}"
         )
     if len(by_experts):
-        right.loglog(
-            by_experts["n_experts"], by_experts["fit_s"], "o-", label="MoE fit"
-        )
-        right.loglog(
-            by_experts["n_experts"],
-            by_experts["s_per_iter"],
-            "^-",
-            label="MoE fit per EM iteration",
-        )
-        right.loglog(
-            by_experts["n_experts"],
-            by_experts["one_expert_all_rows_s"],
-            "s--",
-            label="one expert on all rows",
-        )
+        _scaling_panel(right, by_experts, "n_experts")
         right.set_xticks(by_experts["n_experts"])
         right.set_xlabel("experts E")
         right.set_title(
