@@ -8,7 +8,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import log_softmax, logsumexp, softmax
 from sklearn.base import MetaEstimatorMixin, _fit_context, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
@@ -277,11 +277,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             self.fused_, loss, log_joint = self._fit_fused(
                 template, gate, estimators, X, y_experts, sample_weight
             )
-            fit = self._fused_fit(self.fused_, estimators, log_joint)
+            fit = self._fused_fit(self.fused_, estimators, log_joint, loss)
             self._store_fit(fit, names, likelihood, X, sample_weight)
-            # the fitted module's loss with prediction's routing, as EM's
-            # loss_ is (the curves are minibatch averages during training)
-            self.loss_ = loss
             return self
         self.fused_ = None
         init = self._resolved_init(X.shape[0], len(estimators))
@@ -450,7 +447,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 X, y, sample_weight, random_state=random_state, **options
             )
             logits = result.gate_logits(X)
-            log_gate = logits - logsumexp(logits, axis=1, keepdims=True)
+            log_gate = log_softmax(logits, axis=1)
             log_joint = routed_log_weights(
                 log_gate, top_k_mask(log_gate, self.top_k)
             ) + result.expert_log_likelihood(X, y)
@@ -464,19 +461,18 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 best = (objective, result, float(loss), log_joint)
         return best[1:]
 
-    def _fused_fit(self, result, estimators, log_joint):
+    def _fused_fit(self, result, estimators, log_joint, loss):
         """The fused module's fit in the form ``_store_fit`` reads.
 
         The experts are exported as standalone TorchMLPs (each a clone of
         its own expert, with the fused weights), the gate is the fused gate
         network, and the responsibilities (for ``expert_load_``) are the
-        training rows' posterior under prediction's routing.
+        training rows' posterior under prediction's routing. ``loss`` is the
+        module's loss with that routing, as EM's ``loss_`` is (the curves are
+        minibatch averages taken during training).
         """
         from ._fused import FusedGate
 
-        responsibilities = np.exp(
-            log_joint - logsumexp(log_joint, axis=1, keepdims=True)
-        )
         n_experts = result.n_experts
         regressor = result.task == "regressor"
         return EMResult(
@@ -487,11 +483,12 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             gate=FusedGate(result),
             noise=list(result.noise_variance) if regressor else [None] * n_experts,
             active=np.ones(n_experts, dtype=bool),
-            responsibilities=responsibilities,
+            responsibilities=softmax(log_joint, axis=1),
             loss_curve=result.nll_curve,
             objective_curve=result.loss_curve,
             converged=result.converged,
             kept=result.n_iter - 1,
+            kept_loss=loss,
         )
 
     def _resolved_init(self, n_samples, n_experts):

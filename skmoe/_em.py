@@ -110,10 +110,15 @@ class EMResult:
     # what training minimises, per iteration (see _training_objective)
     objective_curve: list = field(default_factory=list)
     kept: int = 0
+    # the kept model's loss when it is measured apart from the curve (the
+    # fused module: its curve holds minibatch averages taken in training)
+    kept_loss: float = None
 
     @property
     def loss(self):
         """The loss of the iterate the run keeps."""
+        if self.kept_loss is not None:
+            return self.kept_loss
         return self.loss_curve[self.kept]
 
     @property

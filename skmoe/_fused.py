@@ -61,7 +61,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import logsumexp
+from scipy.special import log_softmax
 from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -1077,7 +1077,7 @@ class FusedGate:
     def predict_log_proba(self, X):
         """Log gate weights: ndarray of shape (n_samples, n_experts)."""
         logits = self.decision_function(X)
-        return logits - logsumexp(logits, axis=1, keepdims=True)
+        return log_softmax(logits, axis=1)
 
     def predict_proba(self, X):
         """Gate weights (rows sum to one): ndarray of shape (n_samples, n_experts)."""
