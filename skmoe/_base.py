@@ -4,7 +4,6 @@ import sys
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
-from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -453,7 +452,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             ) + result.expert_log_likelihood(X, y)
             loss = -np.average(logsumexp(log_joint, axis=1), weights=sample_weight)
             objective = loss + gate_penalty(
-                gate, log_gate, sample_weight, logits=partial(np.asarray, logits)
+                gate, log_gate, sample_weight, logits=logits
             )
             if self.verbose:
                 print(f"  loss {loss:.6f}, objective {objective:.6f}")

@@ -497,9 +497,9 @@ def gate_penalty(gate, log_gate, sample_weight, *, balanced=None, logits=None):
 
     The balancing penalties depend on the logits through the gate's softmax
     only, so log gate weights serve as logits (experts at -inf are left out
-    through ``balanced``). The z-loss measures the raw logits: ``logits`` is
-    a function that computes them, called only when ``gate.z_loss`` is set
-    (a gate without one has no z-loss here).
+    through ``balanced``). The z-loss measures the raw logits: ``logits``
+    holds them, or is a function that computes them, called only when
+    ``gate.z_loss`` is set (without them there is no z-loss here).
 
     Parameters
     ----------
@@ -510,8 +510,9 @@ def gate_penalty(gate, log_gate, sample_weight, *, balanced=None, logits=None):
     sample_weight : ndarray of shape (n_samples,)
     balanced : ndarray of bool of shape (n_experts,), default=None
         The experts the balancing penalty acts on; None for all.
-    logits : callable or None, default=None
-        ``logits()`` gives the raw logits, shape (n_samples, n_experts).
+    logits : ndarray, callable or None, default=None
+        The raw logits, shape (n_samples, n_experts), or ``logits()`` gives
+        them.
 
     Returns
     -------
@@ -525,7 +526,8 @@ def gate_penalty(gate, log_gate, sample_weight, *, balanced=None, logits=None):
         penalty += strength * value
     z_strength = getattr(gate, "z_loss", 0.0) or 0.0
     if z_strength and logits is not None:
-        penalty += z_strength * z_loss_penalty(logits(), sample_weight)[0]
+        raw = logits() if callable(logits) else logits
+        penalty += z_strength * z_loss_penalty(raw, sample_weight)[0]
     return float(penalty)
 
 
