@@ -1,7 +1,7 @@
 """skmoe: mixture-of-experts estimators for tabular data, in the scikit-learn API."""
 
 from ._classifier import MoEClassifier
-from ._gates import SoftmaxGate
+from ._gates import ConstantGate, SoftmaxGate
 from ._regressor import MoERegressor
 from ._version import __version__
 from ._warnings import (
@@ -11,6 +11,7 @@ from ._warnings import (
 )
 
 __all__ = [
+    "ConstantGate",
     "ExpertCollapseWarning",
     "ExpertFallbackWarning",
     "InconsistentVersionWarning",

@@ -1,16 +1,12 @@
 """What MoEClassifier and MoERegressor share: parameters, fitting, routing."""
 
-import sys
-import time
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp, softmax
 from sklearn.base import MetaEstimatorMixin, _fit_context, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import check_cv
 from sklearn.utils import Bunch, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
@@ -24,22 +20,10 @@ from sklearn.utils.validation import (
 
 from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
-from ._em import (
-    EMProblem,
-    EMResult,
-    check_init_array,
-    gate_penalty,
-    initial_responsibilities,
-    run_em,
-)
-from ._experts import check_expert, check_top_k, resolve_experts, seeded_clones
+from ._experts import check_expert, check_top_k, resolve_experts
 from ._gates import SoftmaxGate
-from ._routing import (
-    routed_log_weights,
-    routed_weights,
-    rows_by_expert,
-    top_k_mask,
-)
+from ._routing import routed_weights, rows_by_expert, top_k_mask
+from ._training import TRAINING_MODES, FitData, strategy_for
 from ._validation import (
     check_enough_samples,
     check_missing_values,
@@ -52,7 +36,6 @@ from ._warnings import (
     InconsistentVersionWarning,
 )
 
-_INSTALL_HINT = 'pip install "skmoe[torch]"'
 # The name the shared expert goes by among the experts (expert_names_).
 SHARED_NAME = "shared"
 
@@ -67,9 +50,6 @@ def _mlp_gate(**params):
 _GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
 # Mixture parameters that, when set, override the gate's own of the same name.
 _GATE_OVERRIDES = ("balance", "balance_strength", "z_loss")
-# The fused mixture stops once its loss has not improved by more than tol for
-# this many epochs in a row (MLPClassifier's n_iter_no_change).
-FUSED_PATIENCE = 10
 
 
 class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
@@ -79,7 +59,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         "experts": [list, HasMethods(["fit"])],
         "n_experts": [Interval(Integral, 1, None, closed="left"), None],
         "top_k": [Interval(Integral, 1, None, closed="left"), None],
-        "training": [StrOptions({"em", "hard_em", "backprop"})],
+        "training": [StrOptions(set(TRAINING_MODES))],
+        "specialise": [
+            StrOptions({"auto"}),
+            Interval(Integral, 0, None, closed="left"),
+        ],
         "gate": [StrOptions(set(_GATES)), HasMethods(["fit", "predict_log_proba"])],
         "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
         "balance_strength": [Interval(Real, 0, None, closed="left"), None],
@@ -106,6 +90,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         n_experts=None,
         top_k=None,
         training="em",
+        specialise="auto",
         gate="softmax",
         balance=None,
         balance_strength=None,
@@ -126,6 +111,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.n_experts = n_experts
         self.top_k = top_k
         self.training = training
+        self.specialise = specialise
         self.gate = gate
         self.balance = balance
         self.balance_strength = balance_strength
@@ -220,7 +206,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         prefer_skip_nested_validation=False
     )
     def fit(self, X, y, sample_weight=None):
-        """Fit the gate and the experts (by EM, or by backprop for the gate).
+        """Fit the gate and the experts (cross-fitted by default; see ``training``).
 
         Parameters
         ----------
@@ -230,7 +216,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             Target.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; they multiply the responsibilities in every
-            expert's refit and weight the gate's and the objective's sums.
+            expert's fit and weight the gate's and the objective's sums.
 
         Returns
         -------
@@ -239,7 +225,15 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """
         names, estimators = self._resolve_experts()
         check_top_k(self.top_k, len(estimators))
-        self._check_training_options()
+        strategy = strategy_for(self, estimators)
+        strategy.check_options()
+        data = self._fit_data(X, y, sample_weight, names, estimators)
+        result = strategy.fit(data, check_random_state(self.random_state))
+        self._store_fit(result, data, strategy)
+        return self
+
+    def _fit_data(self, X, y, sample_weight, names, estimators):
+        """Validate the training data into the :class:`FitData` strategies take."""
         if self.shared_expert is not None:
             check_expert(SHARED_NAME, self.shared_expert, self._expert_kind)
             if SHARED_NAME in names:
@@ -270,85 +264,18 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 "positive weight."
             )
         y_experts, likelihood, y_scale = self._prepare_target(y, sample_weight)
-        gate = self._gate_template()
-        template = self._fused_expert(estimators, gate)
-        if template is not None:
-            self.fused_, loss, log_joint = self._fit_fused(
-                template, gate, estimators, X, y_experts, sample_weight
-            )
-            fit = self._fused_fit(self.fused_, estimators, log_joint, loss)
-            self._store_fit(fit, names, likelihood, X, sample_weight)
-            return self
-        self.fused_ = None
-        init = self._resolved_init(X.shape[0], len(estimators))
-        shared = len(estimators) - 1 if self.shared_expert is not None else None
-        problem = EMProblem(
+        return FitData(
             X=X,
             y=y_experts,
             sample_weight=sample_weight,
             names=names,
+            estimators=estimators,
             likelihood=likelihood,
-            gate=gate,
-            top_k=self.top_k,
-            hard=self.training == "hard_em",
-            gate_step="backprop" if self.training == "backprop" else "em",
-            noisy=self.noisy_gating,
-            capacity_factor=self.capacity_factor,
-            shared=shared,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            cv_splits=self._cv_splits(X, y_experts),
             y_scale=y_scale,
-            n_jobs=self.n_jobs,
-            verbose=self.verbose,
+            shared=len(estimators) - 1 if self.shared_expert is not None else None,
+            n_outputs=len(self.classes_) if is_classifier(self) else 1,
+            task=self._expert_kind,
         )
-        best = self._run_restarts(problem, estimators, init)
-        self._store_fit(best, names, likelihood, X, sample_weight)
-        return self
-
-    def _check_training_options(self):
-        """Refuse combinations of training options that cannot work together."""
-        if self.training == "backprop":
-            gate = self._gate_template()
-            if not hasattr(gate, "fit_mixture"):
-                raise ValueError(
-                    f"training='backprop' needs a gate with a fit_mixture method "
-                    f"(SoftmaxGate, MLPGate); {type(gate).__name__} has none."
-                )
-            if isinstance(gate, SoftmaxGate):
-                # fail before any expert is fitted (a user's own gate may
-                # take its gradient steps without torch)
-                try:
-                    import torch  # noqa: F401
-                except ImportError as exc:
-                    raise ImportError(
-                        "training='backprop' trains the SoftmaxGate with torch, an "
-                        f"optional dependency: {_INSTALL_HINT}."
-                    ) from exc
-        if self.noisy_gating and (self.training != "backprop" or self.top_k is None):
-            raise ValueError(
-                "noisy_gating=True perturbs the gate's top-k choice during "
-                "gradient training: it needs training='backprop' and top_k set "
-                f"(got training={self.training!r}, top_k={self.top_k})."
-            )
-        if self.capacity_factor is not None:
-            if self.top_k is None:
-                raise ValueError(
-                    "capacity_factor limits the rows each expert takes under top-k "
-                    "routing; set top_k (with top_k=None every expert takes every "
-                    "row)."
-                )
-            if self.training == "hard_em":
-                raise ValueError(
-                    "capacity_factor is not supported with training='hard_em'; use "
-                    "training='em' or 'backprop'."
-                )
-            if self.capacity_factor < 1 and self.shared_expert is None:
-                raise ValueError(
-                    f"capacity_factor={self.capacity_factor} < 1 leaves some rows "
-                    "without any expert in training; use capacity_factor >= 1, or "
-                    "give a shared_expert to take them."
-                )
 
     def _gate_template(self):
         """The gate to fit: the named or given one, with the mixture's overrides.
@@ -372,189 +299,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
         return gate.set_params(**overrides)
 
-    def _fused_expert(self, estimators, gate):
-        """The torch MLP template when the mixture trains as one fused module.
-
-        That is with ``training="backprop"`` when every expert is a
-        TorchMLP of one architecture (``_fused.fused_template``) and the
-        gate a SoftmaxGate or MLPGate. Options that only the alternating
-        loop of gate steps and expert refits has (a shared expert, capacity,
-        ``cv``, initial responsibilities) keep that loop: None.
-        """
-        alternating_only = (
-            self.shared_expert is not None
-            or self.capacity_factor is not None
-            or self.cv is not None
-            or not (isinstance(self.init, str) and self.init == "auto")
-        )
-        if self.training != "backprop" or alternating_only:
-            return None
-        torch_mlp = sys.modules.get("skmoe._torch_mlp")
-        if torch_mlp is None or torch_mlp._IMPORT_ERROR is not None:
-            # No TorchMLP has been made in this process, or torch is missing
-            # (the experts' own fit then says so): torch is not imported for
-            # nothing.
-            return None
-        from ._fused import fused_template, gate_architecture
-
-        if gate_architecture(gate) is None:
-            return None
-        return fused_template(estimators, self._expert_kind)
-
-    def _fit_fused(self, template, gate, estimators, X, y, sample_weight):
-        """Train the fused module ``n_init`` times; keep the lowest objective.
-
-        Each module is judged as EM's iterates are: the weighted loss of the
-        training rows under prediction's routing plus the gate's penalties.
-        The epochs' losses, minibatch averages taken while the weights moved
-        (with training's 2k candidates, noise and dropout), are not used.
-
-        Returns
-        -------
-        result : FusedResult
-        loss : float
-            Its loss on the training rows.
-        log_joint : ndarray of shape (n_samples, n_experts)
-            ``log g_j(x_i) + log p_j(y_i | x_i)`` of the routed experts, -inf
-            elsewhere.
-        """
-        from ._fused import fit_fused, gate_architecture
-
-        # the EM path validates the gate in gate.fit; here it is only read
-        gate._validate_params()
-        random_state = check_random_state(self.random_state)
-        options = dict(
-            task=self._expert_kind,
-            n_outputs=len(self.classes_) if is_classifier(self) else 1,
-            expert=template,
-            n_experts=len(estimators),
-            top_k=self.top_k,
-            noisy=self.noisy_gating,
-            balance=gate.balance,
-            balance_strength=gate.balance_strength,
-            z_loss=gate.z_loss,
-            tol=self.tol,
-            n_iter_no_change=FUSED_PATIENCE,
-            verbose=self.verbose,
-            **gate_architecture(gate),
-        )
-        best = None
-        for restart in range(self.n_init):
-            if self.verbose:
-                print(f"Initialisation {restart + 1} of {self.n_init} (fused)")
-            result = fit_fused(
-                X, y, sample_weight, random_state=random_state, **options
-            )
-            logits = result.gate_logits(X)
-            log_gate = log_softmax(logits, axis=1)
-            log_joint = routed_log_weights(
-                log_gate, top_k_mask(log_gate, self.top_k)
-            ) + result.expert_log_likelihood(X, y)
-            loss = -np.average(logsumexp(log_joint, axis=1), weights=sample_weight)
-            objective = loss + gate_penalty(
-                gate, log_gate, sample_weight, logits=logits
-            )
-            if self.verbose:
-                print(f"  loss {loss:.6f}, objective {objective:.6f}")
-            if best is None or objective < best[0]:
-                best = (objective, result, float(loss), log_joint)
-        return best[1:]
-
-    def _fused_fit(self, result, estimators, log_joint, loss):
-        """The fused module's fit in the form ``_store_fit`` reads.
-
-        The experts are exported as standalone TorchMLPs (each a clone of
-        its own expert, with the fused weights), the gate is the fused gate
-        network, and the responsibilities (for ``expert_load_``) are the
-        training rows' posterior under prediction's routing. ``loss`` is the
-        module's loss with that routing, as EM's ``loss_`` is (the curves are
-        minibatch averages taken during training).
-        """
-        from ._fused import FusedGate
-
-        n_experts = result.n_experts
-        regressor = result.task == "regressor"
-        return EMResult(
-            experts=[
-                result.export_expert(j, template=estimator)
-                for j, estimator in enumerate(estimators)
-            ],
-            gate=FusedGate(result),
-            noise=list(result.noise_variance) if regressor else [None] * n_experts,
-            active=np.ones(n_experts, dtype=bool),
-            responsibilities=softmax(log_joint, axis=1),
-            loss_curve=result.nll_curve,
-            objective_curve=result.loss_curve,
-            converged=result.converged,
-            kept=result.n_iter - 1,
-            kept_loss=loss,
-        )
-
-    def _resolved_init(self, n_samples, n_experts):
-        # init describes the routed experts; the shared one is added later
-        n_routed = n_experts - (self.shared_expert is not None)
-        if isinstance(self.init, str):
-            init = self.init
-            if init == "auto":
-                # Clones of one template start from k-means clusters, since
-                # from uniform responsibilities identical clones would stay
-                # identical. Different experts start level and let the data
-                # tell them apart.
-                init = "uniform" if isinstance(self.experts, list) else "kmeans"
-            return init
-        return check_init_array(self.init, n_samples, n_routed)
-
-    def _cv_splits(self, X, y):
-        if self.cv is None:
-            return None
-        splitter = check_cv(self.cv, y, classifier=is_classifier(self))
-        splits = [
-            (np.asarray(train), np.asarray(test))
-            for train, test in splitter.split(X, y)
-        ]
-        tested = np.zeros(X.shape[0], dtype=int)
-        for _, test in splits:
-            tested[test] += 1
-        if not np.all(tested == 1):
-            raise ValueError(
-                "cv must put every sample in exactly one test fold (as KFold and "
-                "StratifiedKFold do), since each sample's out-of-fold prediction "
-                "is its E-step likelihood."
-            )
-        return splits
-
-    def _run_restarts(self, problem, estimators, init):
-        random_state = check_random_state(self.random_state)
-        n_experts = len(estimators)
-        best = None
-        for restart in range(self.n_init):
-            tic = time.perf_counter()
-            if self.verbose:
-                print(f"Initialisation {restart + 1} of {self.n_init}")
-            templates = seeded_clones(estimators, random_state)
-            problem.gate = seeded_clones([self._gate_template()], random_state)[0]
-            R = initial_responsibilities(
-                init,
-                problem.X,
-                problem.sample_weight,
-                n_experts - (problem.shared is not None),
-                random_state,
-            )
-            if problem.shared is not None:
-                R = _with_shared_column(R, self.top_k)
-            result = run_em(problem, templates, R, random_state)
-            if self.verbose:
-                status = "converged" if result.converged else "did not converge"
-                print(
-                    f"Initialisation {restart + 1} {status} after {result.n_iter} "
-                    f"iterations, loss {result.loss:.6f}, "
-                    f"{time.perf_counter() - tic:.2f}s"
-                )
-            if best is None or result.objective < best.objective:
-                best = result
-        return best
-
-    def _store_fit(self, result, names, likelihood, X, sample_weight):
+    def _store_fit(self, result, data, strategy):
+        names = data.names
+        self.training_strategy_ = result.strategy
+        self.fused_ = result.fused
         self.experts_ = result.experts
         self.shared_expert_ = (
             result.experts[-1] if self.shared_expert is not None else None
@@ -564,27 +312,29 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.gate_ = result.gate
         self.active_experts_ = result.active.copy()
         self.expert_load_ = np.average(
-            result.responsibilities, axis=0, weights=sample_weight
+            result.responsibilities, axis=0, weights=data.sample_weight
         )
         self.loss_curve_ = list(result.loss_curve)
         self.objective_curve_ = list(result.objective_curve)
         self.loss_ = result.loss
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        self._likelihood = likelihood
+        for name, value in result.extra.items():
+            setattr(self, name, value)
+        self._likelihood = data.likelihood
         self._noise = result.noise
-        _, summary = self._routing_summary(X, sample_weight)
+        _, summary = self._routing_summary(data.X, data.sample_weight)
         self.top_choice_load_ = summary.top_choice_load
         self.gate_load_ = summary.gate_load
         self.gate_entropy_ = summary.gate_entropy
         self.n_dead_experts_ = summary.n_dead
-        self._warn_about(result)
+        self._warn_about(result, strategy)
 
-    def _warn_about(self, result):
+    def _warn_about(self, result, strategy):
         for label, (count, failure) in result.failures.items():
             warnings.warn(
                 f"Expert {label!r} could not be fitted on its share of the data in "
-                f"{count} EM refit(s); a weighted constant model stood in for it "
+                f"{count} fit(s); a weighted constant model stood in for it "
                 f"there. Last error: {failure}",
                 ExpertFallbackWarning,
                 stacklevel=5,
@@ -603,28 +353,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             )
         if not result.converged:
             warnings.warn(
-                self._not_converged_message(result), ConvergenceWarning, stacklevel=5
+                strategy.not_converged_message(result),
+                ConvergenceWarning,
+                stacklevel=5,
             )
-
-    def _not_converged_message(self, result):
-        name = type(self).__name__
-        if self.fused_ is not None:
-            epochs = self.fused_.template.max_epochs
-            return (
-                f"{name} (fused) did not converge: in the experts' max_epochs="
-                f"{epochs} epochs its training loss never went {FUSED_PATIENCE} "
-                f"epochs in a row without improving by more than tol={self.tol}. "
-                "Increase the experts' max_epochs, or tol."
-            )
-        if result.n_iter > 1:
-            change = abs(result.loss_curve[-1] - result.loss_curve[-2])
-            why = f"last change of the loss {change:.2e} >= tol={self.tol}"
-        else:
-            why = "one iteration cannot show convergence"
-        return (
-            f"{name} did not converge in max_iter={self.max_iter} EM iterations "
-            f"({why}). Increase max_iter or tol."
-        )
 
     # -- routing and prediction ---------------------------------------------
 
@@ -770,15 +502,3 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 stacklevel=2,
             )
         super().__setstate__(state)
-
-
-def _with_shared_column(routed, top_k):
-    """Initial responsibilities with a column for the shared expert (the last).
-
-    The routed experts start as ``init`` says; the shared expert starts with
-    the share it would have as one more expert in each row's mixture:
-    ``1 / (top_k + 1)``, or ``1 / n_experts`` when every expert is mixed.
-    """
-    n_experts = routed.shape[1] + 1
-    share = 1.0 / (n_experts if top_k is None else top_k + 1)
-    return np.column_stack([(1.0 - share) * routed, np.full(len(routed), share)])

@@ -623,3 +623,106 @@ class SoftmaxGate(_BaseGate):
         self.coef_, self.intercept_, noise = linear_gate_parameters(network)
         if noise is not None:
             self.noise_coef_, self.noise_intercept_ = noise
+
+
+class ConstantGate(BaseEstimator):
+    """A gate that gives every sample the same weights: a global blend.
+
+    It is the input-independent limit of a gate, ``g(x) = pi``. Fitted to
+    responsibilities ``R`` it takes their weighted mean, ``pi_j = sum_i w_i
+    R_ij / sum_i w_i``, which is EM's exact M-step for mixture weights. With
+    ``weights`` given it keeps them and learns nothing: a one-hot ``weights``
+    sends every sample to one expert (the others get weight zero, and are
+    never evaluated in prediction).
+
+    Under ``training="crossfit"`` the constant gate and each single expert
+    are among the gate candidates, so that a mixture can always fall back
+    to a blend, or to its best expert.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_experts,), default=None
+        Fixed, non-negative weights (normalised to sum to one); None learns
+        them in ``fit``.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_experts,)
+        The gate's weights; sum to one.
+    n_experts_ : int
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmoe import ConstantGate
+    >>> R = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.5, 0.5]])
+    >>> ConstantGate().fit(np.zeros((4, 1)), R).weights_
+    array([0.5, 0.5])
+    >>> ConstantGate(weights=[0, 1]).fit(np.zeros((4, 1)), R).predict_proba(
+    ...     np.zeros((1, 1)))
+    array([[0., 1.]])
+    """
+
+    _parameter_constraints: dict = {"weights": ["array-like", None]}
+
+    def __init__(self, weights=None):
+        self.weights = weights
+
+    def fit(self, X, responsibilities, sample_weight=None, *, warm_start=False):
+        """Take the weighted mean of the responsibilities (or the fixed weights).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Only its shape is read: the gate does not depend on it.
+        responsibilities : array-like of shape (n_samples, n_experts)
+        sample_weight : array-like of shape (n_samples,), default=None
+        warm_start : bool, default=False
+            Accepted for the gate protocol; the solution is closed-form.
+
+        Returns
+        -------
+        self : ConstantGate
+        """
+        self._validate_params()
+        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        R = np.asarray(responsibilities, dtype=np.float64)
+        if R.ndim != 2:
+            raise ValueError(
+                "Expected responsibilities of shape (n_samples, n_experts); got "
+                f"shape {R.shape}."
+            )
+        weights = (
+            np.ones(len(R))
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=np.float64)
+        )
+        check_consistent_length(X, R, weights)
+        if self.weights is None:
+            pi = weights @ R
+        else:
+            pi = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+            if pi.shape != (R.shape[1],) or np.any(pi < 0) or not pi.sum() > 0:
+                raise ValueError(
+                    f"weights must hold {R.shape[1]} non-negative numbers, one per "
+                    f"expert, with a positive sum; got {self.weights!r}."
+                )
+        self.weights_ = pi / pi.sum()
+        self.n_experts_ = R.shape[1]
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_log_proba(self, X):
+        """Log gate weights, shape (n_samples, n_experts); -inf for zero weights."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(self.weights_)
+        return np.tile(log_weights, (X.shape[0], 1))
+
+    def predict_proba(self, X):
+        """Gate weights, shape (n_samples, n_experts); rows sum to one."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        return np.tile(self.weights_, (X.shape[0], 1))

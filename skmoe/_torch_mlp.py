@@ -273,6 +273,9 @@ def _same(a, b):
 class _BaseTorchMLP(BaseEstimator):
     """What TorchMLPClassifier and TorchMLPRegressor share; not for direct use."""
 
+    # the fused strategy trains mixtures of these as one torch module
+    _skmoe_fusable = True
+
     _parameter_constraints: dict = {
         "hidden_layer_sizes": [
             Interval(Integral, 1, None, closed="left"),

@@ -26,7 +26,7 @@ from skmoe import (
     MoERegressor,
     SoftmaxGate,
 )
-from skmoe._em import EMProblem, run_em
+from skmoe._training.em import EMProblem, run_em
 from skmoe._likelihood import GaussianLikelihood
 
 from _helpers import (

@@ -1,7 +1,8 @@
 """Expectation-maximisation for a mixture of experts.
 
-One EM run, from one initialisation, lives here; restarts (``n_init``) and
-everything the user sees are the estimators' business (``_base.py``).
+One EM run, from one initialisation (:func:`run_em`), and the strategy that
+runs it ``n_init`` times for ``training="em"``, ``"hard_em"`` and
+``"backprop"`` (:class:`EMStrategy`): the in-sample algorithms.
 
 Each iteration is
 
@@ -25,29 +26,33 @@ run stops when it changes by less than ``tol`` (a per-sample average, so
 """
 
 import copy
-import time
 from dataclasses import dataclass, field
 from inspect import signature
 
 import numpy as np
-from joblib import Parallel, delayed
 from scipy.special import logsumexp
 from sklearn.base import clone
-from sklearn.cluster import KMeans
+from sklearn.utils.parallel import Parallel, delayed
 
-from ._balance import balance_penalty, z_loss_penalty
-from ._gates import fit_gate_features
-from ._routing import capacity_mask, expert_capacity, routed_log_weights, top_k_mask
-from ._weighted_fit import (
-    USER_ERRORS,
-    constant_model,
-    fit_weighted,
-    is_out_of_memory,
+from .._experts import seeded_clones
+from .._gates import SoftmaxGate
+from .._routing import (
+    capacity_mask,
+    expert_capacity,
+    routed_log_weights,
+    top_k_mask,
 )
-
-# Responsibilities below this leave a row out of an expert's refit: such a row
-# would carry less than 0.1% of a full row's weight.
-NEGLIGIBLE_RESPONSIBILITY = 1e-3
+from .._weighted_fit import constant_model
+from .base import INSTALL_HINT, TrainingStrategy, TrainResult, VerboseReporter
+from .steps import (
+    SEED_MAX,
+    check_init_array,
+    cv_splits,
+    fit_and_predict,
+    fit_rows,
+    gate_penalty,
+    initial_responsibilities,
+)
 
 # An expert whose responsibility adds up to fewer rows than this (or than 1% of
 # an even share) has collapsed.
@@ -57,8 +62,6 @@ MIN_EXPERT_ROWS = 2.0
 # most gate-weighted experts (see _candidate_count).
 CANDIDATES_PER_ROUTED_EXPERT = 2
 MIN_EVEN_SHARE = 0.01
-
-_SEED_MAX = np.iinfo(np.int32).max
 
 
 @dataclass
@@ -89,16 +92,17 @@ class EMProblem:
 
 
 @dataclass
-class EMResult:
-    """The fitted parts of one EM run and how it went."""
+class EMState:
+    """The running state of one EM run: what the iterations refit in place."""
 
     experts: list
     gate: object
     noise: list
     active: np.ndarray
     responsibilities: np.ndarray
-    loss_curve: list
-    converged: bool
+    loss_curve: list = field(default_factory=list)
+    objective_curve: list = field(default_factory=list)
+    converged: bool = False
     failures: dict = field(default_factory=dict)
     collapse_events: list = field(default_factory=list)
     # the responsibilities the kept experts were refitted with (for cv)
@@ -107,18 +111,12 @@ class EMResult:
     fold_experts: dict = field(default_factory=dict)
     # experts fitted once (the shared expert): their rows and outputs
     frozen: dict = field(default_factory=dict)
-    # what training minimises, per iteration (see _training_objective)
-    objective_curve: list = field(default_factory=list)
+    # the iteration whose snapshot the run keeps
     kept: int = 0
-    # the kept model's loss when it is measured apart from the curve (the
-    # fused module: its curve holds minibatch averages taken in training)
-    kept_loss: float = None
 
     @property
     def loss(self):
         """The loss of the iterate the run keeps."""
-        if self.kept_loss is not None:
-            return self.kept_loss
         return self.loss_curve[self.kept]
 
     @property
@@ -130,57 +128,40 @@ class EMResult:
     def n_iter(self):
         return len(self.loss_curve)
 
+    def restore(self, snapshot):
+        """Put the fitted parts of ``snapshot`` back in place."""
+        self.experts = snapshot.experts
+        self.gate = snapshot.gate
+        self.noise = list(snapshot.noise)
+        self.active = snapshot.active
+        self.responsibilities = snapshot.responsibilities
+        self.fitted_with = snapshot.fitted_with
+        self.kept = snapshot.iteration
 
-def initial_responsibilities(init, X, sample_weight, n_experts, random_state):
-    """Starting responsibilities, shape (n_samples, n_experts), rows in the simplex.
 
-    Parameters
-    ----------
-    init : {"kmeans", "random", "uniform"} or ndarray
-        ``"kmeans"`` assigns each row to one of ``n_experts`` clusters of the
-        standardised features (random when there are fewer rows than experts),
-        ``"random"`` draws each row from a flat Dirichlet, ``"uniform"`` gives
-        every expert every row equally, an array is used as given (rows
-        normalised).
-    random_state : numpy.random.RandomState
-    """
-    n_samples = X.shape[0]
-    if not isinstance(init, str):
-        return _normalise_rows(init)
-    if init == "uniform":
-        return np.full((n_samples, n_experts), 1.0 / n_experts)
-    if init == "kmeans" and n_samples >= n_experts:
-        features = fit_gate_features(X, sample_weight).transform(X)
-        kmeans = KMeans(
-            n_clusters=n_experts, n_init=3, random_state=random_state.randint(_SEED_MAX)
+@dataclass(frozen=True)
+class Snapshot:
+    """The fitted parts of one EM iterate, safe from later in-place refits."""
+
+    iteration: int
+    experts: list
+    gate: object
+    noise: tuple
+    active: np.ndarray
+    responsibilities: np.ndarray
+    fitted_with: np.ndarray
+
+    @classmethod
+    def of(cls, state, iteration, fitted_with, responsibilities):
+        return cls(
+            iteration=iteration,
+            experts=copy.deepcopy(state.experts),
+            gate=copy.deepcopy(state.gate),
+            noise=tuple(state.noise),
+            active=state.active.copy(),
+            responsibilities=responsibilities.copy(),
+            fitted_with=fitted_with.copy(),
         )
-        labels = kmeans.fit(features, sample_weight=sample_weight).labels_
-        return np.eye(n_experts)[labels]
-    generator = np.random.default_rng(random_state.randint(_SEED_MAX))
-    return generator.dirichlet(np.ones(n_experts), size=n_samples)
-
-
-def check_init_array(init, n_samples, n_experts):
-    """Validate a user's array of initial responsibilities."""
-    R = np.asarray(init, dtype=np.float64)
-    if R.shape != (n_samples, n_experts):
-        raise ValueError(
-            f"init is an array of shape {R.shape}; as initial responsibilities it "
-            f"must have shape (n_samples, n_experts) = ({n_samples}, {n_experts})."
-        )
-    if not np.all(np.isfinite(R)) or np.any(R < 0):
-        raise ValueError("init must hold finite, non-negative responsibilities.")
-    if np.any(R.sum(axis=1) <= 0):
-        raise ValueError(
-            "Every row of init must give some responsibility to some expert; "
-            f"rows {np.flatnonzero(R.sum(axis=1) <= 0)[:10].tolist()} sum to zero."
-        )
-    return R
-
-
-def _normalise_rows(R):
-    R = np.asarray(R, dtype=np.float64)
-    return R / R.sum(axis=1, keepdims=True)
 
 
 def run_em(problem, templates, responsibilities, random_state):
@@ -197,26 +178,25 @@ def run_em(problem, templates, responsibilities, random_state):
 
     Returns
     -------
-    EMResult
+    EMState
+        Holding the kept iterate.
     """
     n_experts = len(templates)
     R = responsibilities
-    state = EMResult(
+    state = EMState(
         experts=[None] * n_experts,
         gate=clone(problem.gate),
         noise=[None] * n_experts,
         active=np.ones(n_experts, dtype=bool),
         responsibilities=R,
-        loss_curve=[],
-        converged=False,
     )
+    reporter = VerboseReporter(problem.verbose)
     fell_back = [False] * n_experts
     best = None
     reseeded = np.zeros(n_experts, dtype=bool)
     log_likelihood = None
 
     for iteration in range(problem.max_iter):
-        tic = time.perf_counter()
         _gate_step(problem, state, R, log_likelihood, random_state)
         log_gate = _active_log_gate(state.gate, problem.X, state.active)
         candidates = top_k_mask(
@@ -244,24 +224,21 @@ def run_em(problem, templates, responsibilities, random_state):
             # EM with top-k routing, hard assignments, cv or experts that are
             # not weighted maximum-likelihood fits can make the loss rise:
             # keep the best iterate, not the last.
-            best = _snapshot(state, R, R_next)
-            best["kept"] = iteration
+            best = Snapshot.of(state, iteration, R, R_next)
         changed = _handle_collapse(
             problem, state, R_next, log_mixture, log_gate, reseeded, iteration
         )
 
         change = np.inf if iteration == 0 else state.loss_curve[-2] - loss
-        if problem.verbose:
-            print(
-                f"  EM iteration {iteration + 1}: loss {loss:.6f} "
-                f"(change {change:.2e}) in {time.perf_counter() - tic:.2f}s"
-            )
+        reporter.iteration(
+            f"EM iteration {iteration + 1}: loss {loss:.6f} (change {change:.2e})"
+        )
         if abs(change) < problem.tol and not changed:
             state.converged = True
             break
         R = R_next
 
-    _restore(state, best)
+    state.restore(best)
     if problem.cv_splits is not None:
         # Out-of-fold models only served the E-step: the experts that predict
         # are refitted on all their rows, with the responsibilities the kept
@@ -305,23 +282,6 @@ def _first_capacity_step(problem, state, log_gate, random_state):
     return R, _active_log_gate(state.gate, problem.X, state.active)
 
 
-def _snapshot(state, fitted_with, responsibilities):
-    """A copy of the fitted parts, safe from later in-place refits."""
-    return {
-        "experts": copy.deepcopy(state.experts),
-        "gate": copy.deepcopy(state.gate),
-        "noise": list(state.noise),
-        "active": state.active.copy(),
-        "responsibilities": responsibilities.copy(),
-        "fitted_with": fitted_with.copy(),
-    }
-
-
-def _restore(state, snapshot):
-    for name, value in snapshot.items():
-        setattr(state, name, value)
-
-
 def _gate_step(problem, state, R, log_likelihood, random_state):
     """M-step for the gate: fit it to ``R`` (EM), or take backprop steps.
 
@@ -346,7 +306,7 @@ def _gate_step(problem, state, R, log_likelihood, random_state):
         weights,
         top_k=problem.top_k,
         noisy=problem.noisy,
-        random_state=random_state.randint(_SEED_MAX),
+        random_state=random_state.randint(SEED_MAX),
         **options,
     )
 
@@ -492,55 +452,12 @@ def _gate_penalty(gate, problem, log_gate, active):
     )
 
 
-def gate_penalty(gate, log_gate, sample_weight, *, balanced=None, logits=None):
-    """A gate's balancing penalty and z-loss, at its strengths, weighted.
-
-    The balancing penalties depend on the logits through the gate's softmax
-    only, so log gate weights serve as logits (experts at -inf are left out
-    through ``balanced``). The z-loss measures the raw logits: ``logits``
-    holds them, or is a function that computes them, called only when
-    ``gate.z_loss`` is set (without them there is no z-loss here).
-
-    Parameters
-    ----------
-    gate : estimator
-        Read for ``balance``, ``balance_strength`` and ``z_loss`` (absent
-        ones count as off).
-    log_gate : ndarray of shape (n_samples, n_experts)
-    sample_weight : ndarray of shape (n_samples,)
-    balanced : ndarray of bool of shape (n_experts,), default=None
-        The experts the balancing penalty acts on; None for all.
-    logits : ndarray, callable or None, default=None
-        The raw logits, shape (n_samples, n_experts), or ``logits()`` gives
-        them.
-
-    Returns
-    -------
-    float
-    """
-    penalty = 0.0
-    balance = getattr(gate, "balance", None)
-    strength = getattr(gate, "balance_strength", 0.0) if balance else 0.0
-    if strength:
-        value, _ = balance_penalty(balance, log_gate, sample_weight, balanced)
-        penalty += strength * value
-    z_strength = getattr(gate, "z_loss", 0.0) or 0.0
-    if z_strength and logits is not None:
-        raw = logits() if callable(logits) else logits
-        penalty += z_strength * z_loss_penalty(raw, sample_weight)[0]
-    return float(penalty)
-
-
 def _routed_experts(problem, active):
     """Mask of the routed experts still in use: active, and not the shared one."""
     routed = active.copy()
     if problem.shared is not None:
         routed[problem.shared] = False
     return routed
-
-
-def _fit_rows(R, j, sample_weight):
-    return np.flatnonzero((R[:, j] > NEGLIGIBLE_RESPONSIBILITY) & (sample_weight > 0))
 
 
 def _refit_experts(
@@ -568,12 +485,12 @@ def _refit_experts(
         # its fit never changes: it is fitted once (see state.frozen).
         R = R.copy()
         R[:, problem.shared] = 1.0
-    fit_rows = [_fit_rows(R, j, problem.sample_weight) for j in range(len(templates))]
+    own_rows = [fit_rows(R, j, problem.sample_weight) for j in range(len(templates))]
     # The noise is estimated on the rows an expert was fitted to, the
     # likelihood on the rows it is a candidate for: predict both at once.
     need_rows = [
         np.union1d(rows, np.flatnonzero(candidates[:, j]))
-        for j, rows in enumerate(fit_rows)
+        for j, rows in enumerate(own_rows)
     ]
     keys, jobs = [], []
     for j, template in enumerate(templates):
@@ -587,14 +504,14 @@ def _refit_experts(
                     template, problem.X, problem.y, problem.sample_weight
                 )
             continue
-        seeds = random_state.randint(_SEED_MAX, size=len(problem.cv_splits or []) + 1)
+        seeds = random_state.randint(SEED_MAX, size=len(problem.cv_splits or []) + 1)
         if use_folds:
             for fold, (train, test) in enumerate(problem.cv_splits):
-                rows = np.intersect1d(fit_rows[j], train)
+                rows = np.intersect1d(own_rows[j], train)
                 keys.append((j, fold))
                 previous = state.fold_experts.get((j, fold))
                 jobs.append(
-                    delayed(_fit_and_predict)(
+                    delayed(fit_and_predict)(
                         clone(template) if previous is None else previous,
                         problem,
                         rows,
@@ -609,11 +526,11 @@ def _refit_experts(
             reusable = state.experts[j] is not None and not fell_back[j]
             keys.append((j, None))
             jobs.append(
-                delayed(_fit_and_predict)(
+                delayed(fit_and_predict)(
                     state.experts[j] if reusable else clone(template),
                     problem,
-                    fit_rows[j],
-                    R[fit_rows[j], j],
+                    own_rows[j],
+                    R[own_rows[j], j],
                     seeds[0],
                     np.empty(0, dtype=np.intp) if final else need_rows[j],
                 )
@@ -647,7 +564,7 @@ def _refit_experts(
     if final:
         return outputs, noise
     for j in np.flatnonzero(state.active):
-        rows, own = need_rows[j], fit_rows[j]
+        rows, own = need_rows[j], own_rows[j]
         in_fit = np.isin(rows, own)
         noise[j] = problem.likelihood.noise(
             collected[j][in_fit],
@@ -658,45 +575,6 @@ def _refit_experts(
         scored = candidates[rows, j]
         outputs[j] = (rows[scored], collected[j][scored])
     return outputs, noise
-
-
-def _fit_and_predict(estimator, problem, fit_rows, responsibility, seed, predict_rows):
-    """Fit one expert on its rows, then predict the rows the E-step needs.
-
-    Runs in a joblib worker; returns ``(fitted, failure, predict_rows, output)``
-    so that the caller, in the main process, can warn about failures.
-    """
-    X, y = problem.X, problem.y
-    if fit_rows.size == 0:
-        fitted = constant_model(estimator, X, y, problem.sample_weight)
-        failure = "no rows were routed to it"
-    else:
-        fitted, failure = fit_weighted(
-            estimator,
-            X[fit_rows],
-            y[fit_rows],
-            problem.sample_weight[fit_rows] * responsibility,
-            n_draws=int(round(responsibility.sum())),
-            seed=seed,
-        )
-    # Predict at least one row even when none is needed, so that an expert
-    # that fits but cannot predict (k-NN on fewer rows than neighbours) is
-    # caught here, not at the user's predict.
-    probe = predict_rows if predict_rows.size else np.arange(min(1, len(y)))
-    try:
-        output = problem.likelihood.expert_output(fitted, X[probe])
-    except USER_ERRORS:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure falls back
-        if is_out_of_memory(exc):
-            raise
-        weights = problem.sample_weight[fit_rows] * responsibility
-        fitted = constant_model(estimator, X[fit_rows], y[fit_rows], weights)
-        failure = f"{type(exc).__name__} when predicting: {exc}"
-        output = problem.likelihood.expert_output(fitted, X[probe])
-    if not predict_rows.size:
-        output = problem.likelihood.empty_output(0)
-    return fitted, failure, predict_rows, output
 
 
 def _handle_collapse(problem, state, R, log_mixture, log_gate, reseeded, iteration):
@@ -750,3 +628,172 @@ def _handle_collapse(problem, state, R, log_mixture, log_gate, reseeded, iterati
             reseeded[j] = True
             state.collapse_events.append((iteration, problem.names[j], "re-seeded"))
     return True
+
+
+class EMStrategy(TrainingStrategy):
+    """``training="em"``, ``"hard_em"`` and ``"backprop"``: in-sample EM.
+
+    The experts are refitted on the responsibilities at every iteration; the
+    gate is fitted to them (EM) or takes gradient steps on the mixture's
+    likelihood (backprop). ``n_init`` runs from fresh initialisations keep
+    the one with the lowest objective.
+    """
+
+    def __init__(self, moe):
+        super().__init__(moe)
+        self.name = moe.training
+
+    def check_options(self):
+        moe = self.moe
+        if moe.training == "backprop":
+            gate = moe._gate_template()
+            if not hasattr(gate, "fit_mixture"):
+                raise ValueError(
+                    f"training='backprop' needs a gate with a fit_mixture method "
+                    f"(SoftmaxGate, MLPGate); {type(gate).__name__} has none."
+                )
+            check_gate_step_available(gate)
+        check_noisy_gating(moe)
+        if moe.capacity_factor is not None:
+            if moe.top_k is None:
+                raise ValueError(
+                    "capacity_factor limits the rows each expert takes under top-k "
+                    "routing; set top_k (with top_k=None every expert takes every "
+                    "row)."
+                )
+            if moe.training == "hard_em":
+                raise ValueError(
+                    "capacity_factor is not supported with training='hard_em'; use "
+                    "training='em' or 'backprop'."
+                )
+            if moe.capacity_factor < 1 and moe.shared_expert is None:
+                raise ValueError(
+                    f"capacity_factor={moe.capacity_factor} < 1 leaves some rows "
+                    "without any expert in training; use capacity_factor >= 1, or "
+                    "give a shared_expert to take them."
+                )
+
+    def fit(self, data, random_state):
+        moe = self.moe
+        n_experts = len(data.estimators)
+        n_routed = n_experts - (data.shared is not None)
+        init = self._resolved_init(data.X.shape[0], n_routed)
+        problem = EMProblem(
+            X=data.X,
+            y=data.y,
+            sample_weight=data.sample_weight,
+            names=data.names,
+            likelihood=data.likelihood,
+            gate=moe._gate_template(),
+            top_k=moe.top_k,
+            hard=moe.training == "hard_em",
+            gate_step="backprop" if moe.training == "backprop" else "em",
+            noisy=moe.noisy_gating,
+            capacity_factor=moe.capacity_factor,
+            shared=data.shared,
+            max_iter=moe.max_iter,
+            tol=moe.tol,
+            cv_splits=(
+                None
+                if moe.cv is None
+                else cv_splits(
+                    moe.cv, data.X, data.y, classifier=data.task == "classifier"
+                )
+            ),
+            y_scale=data.y_scale,
+            n_jobs=moe.n_jobs,
+            verbose=moe.verbose,
+        )
+        best = None
+        reporter = VerboseReporter(moe.verbose)
+        for restart in range(moe.n_init):
+            reporter.begin(f"Initialisation {restart + 1} of {moe.n_init}")
+            templates = seeded_clones(data.estimators, random_state)
+            problem.gate = seeded_clones([moe._gate_template()], random_state)[0]
+            R = initial_responsibilities(
+                init, problem.X, problem.sample_weight, n_routed, random_state
+            )
+            if problem.shared is not None:
+                R = with_shared_column(R, moe.top_k)
+            state = run_em(problem, templates, R, random_state)
+            status = "converged" if state.converged else "did not converge"
+            reporter.end(
+                f"Initialisation {restart + 1} {status} after {state.n_iter} "
+                f"iterations, loss {state.loss:.6f}"
+            )
+            if best is None or state.objective < best.objective:
+                best = state
+        return TrainResult(
+            experts=best.experts,
+            gate=best.gate,
+            noise=best.noise,
+            active=best.active,
+            responsibilities=best.responsibilities,
+            loss_curve=best.loss_curve,
+            objective_curve=best.objective_curve,
+            loss=best.loss,
+            converged=best.converged,
+            strategy=self.name,
+            failures=best.failures,
+            collapse_events=best.collapse_events,
+        )
+
+    def _resolved_init(self, n_samples, n_routed):
+        # init describes the routed experts; the shared one is added later
+        init = self.moe.init
+        if isinstance(init, str):
+            if init == "auto":
+                # Clones of one template start from k-means clusters, since
+                # from uniform responsibilities identical clones would stay
+                # identical. Different experts start level and let the data
+                # tell them apart.
+                init = "uniform" if isinstance(self.moe.experts, list) else "kmeans"
+            return init
+        return check_init_array(init, n_samples, n_routed)
+
+    def not_converged_message(self, result):
+        name = type(self.moe).__name__
+        if result.n_iter > 1:
+            change = abs(result.loss_curve[-1] - result.loss_curve[-2])
+            why = f"last change of the loss {change:.2e} >= tol={self.moe.tol}"
+        else:
+            why = "one iteration cannot show convergence"
+        return (
+            f"{name} did not converge in max_iter={self.moe.max_iter} EM iterations "
+            f"({why}). Increase max_iter or tol."
+        )
+
+
+def check_gate_step_available(gate):
+    """Fail before any expert is fitted when a SoftmaxGate's backprop step has
+    no torch (a user's own gate may take its gradient steps without torch)."""
+    if isinstance(gate, SoftmaxGate):
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                "training='backprop' trains the SoftmaxGate with torch, an "
+                f"optional dependency: {INSTALL_HINT}."
+            ) from exc
+
+
+def check_noisy_gating(moe):
+    """noisy_gating perturbs the top-k choice of gradient training only."""
+    if moe.noisy_gating and (moe.training != "backprop" or moe.top_k is None):
+        raise ValueError(
+            "noisy_gating=True perturbs the gate's top-k choice during "
+            "gradient training: it needs training='backprop' and top_k set "
+            f"(got training={moe.training!r}, top_k={moe.top_k})."
+        )
+
+
+def with_shared_column(routed, top_k):
+    """Initial responsibilities with a column for the shared expert (the last).
+
+    The routed experts start as ``init`` says; the shared expert starts with
+    the share it would have as one more expert in each row's mixture:
+    ``1 / (top_k + 1)``, or ``1 / n_experts`` when every expert is mixed.
+    """
+    n_experts = routed.shape[1] + 1
+    share = 1.0 / (n_experts if top_k is None else top_k + 1)
+    return np.column_stack([(1.0 - share) * routed, np.full(len(routed), share)])

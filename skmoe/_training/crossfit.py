@@ -1,0 +1,340 @@
+"""``training="crossfit"``: the gate learns from out-of-fold evidence only.
+
+An in-sample E-step rewards whichever expert memorises its training rows.
+Cross-fitted training learns the gate as ``StackingClassifier`` learns its
+final estimator, from predictions on rows the experts did not see, and
+keeps what makes a mixture of experts: weights that depend on ``x``, and
+experts that specialise.
+
+1. **Cross-fit.** Each expert is fitted on the ``K - 1`` training folds of
+   ``cv`` and predicts the held-out fold: its out-of-fold output on every
+   row (:class:`~skmoe._training.oof_gate.OutOfFoldEvidence`).
+2. **Gate.** EM over that fixed evidence, with no expert refitted; the gate
+   (its regularisation, down to the constant gate and to each single
+   expert) is chosen by cross-validation over the same evidence
+   (``oof_gate.py``).
+3. **Specialisation rounds** (``specialise``). The experts are cross-fitted
+   again with the gate's responsibilities as sample weights (with
+   ``top_k``, each row's k most responsible experts); a new evidence and a
+   new gate follow. A round is kept only if the held-out loss improves;
+   the first that does not ends the rounds, and the previous state stands.
+   Clones of one template start from k-means responsibilities, so that
+   the first cross-fit already gives different experts.
+4. **Final fit.** Every expert is fitted on all rows with the weights of the
+   kept state, as Stacking refits its estimators.
+
+Every (fold x expert) fit, and every final fit, is one task of one
+``sklearn.utils.parallel.Parallel``: a joblib backend (Dask, Ray) spreads
+them over a cluster.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.parallel import Parallel, delayed
+
+from .._experts import seeded_clones
+from .._routing import routed_log_weights, top_k_mask
+from .base import TrainingStrategy, TrainResult, VerboseReporter
+from .oof_gate import (
+    OutOfFoldEvidence,
+    fit_selected,
+    gate_candidates,
+    select_gate,
+)
+from .steps import (
+    SEED_MAX,
+    check_init_array,
+    cv_splits,
+    fit_and_predict,
+    fit_rows,
+    initial_responsibilities,
+)
+
+#: Folds of the cross-fit when ``cv=None``, as StackingClassifier's default.
+DEFAULT_FOLDS = 5
+
+#: Most specialisation rounds of ``specialise="auto"`` for clones of one
+#: template (a list of different experts gets none).
+AUTO_ROUNDS_FOR_CLONES = 10
+
+
+@dataclass(frozen=True)
+class CrossFitState:
+    """One cross-fit of the experts and the gate chosen over its evidence.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_samples, n_experts)
+        The responsibilities the experts were fitted with (times the sample
+        weights).
+    selection : Selection
+    gate_fit : GateFit
+        The chosen gate, fitted on every row.
+    failures : dict
+    finals : list of estimator or None
+        The experts fitted on all rows with ``weights``, when they were
+        fitted together with the folds.
+    """
+
+    weights: np.ndarray
+    selection: object
+    gate_fit: object
+    failures: dict
+    finals: list = None
+
+    @property
+    def loss(self):
+        return self.selection.loss
+
+    @property
+    def log_likelihood(self):
+        return float(self.selection.log_likelihoods[self.selection.best])
+
+
+class CrossFitStrategy(TrainingStrategy):
+    """The default: cross-fitted experts, a gate over out-of-fold evidence."""
+
+    name = "crossfit"
+
+    #: options of the in-sample algorithms that cross-fitting does not have
+    _REFUSED = {
+        "capacity_factor": lambda moe: moe.capacity_factor is not None,
+        "shared_expert": lambda moe: moe.shared_expert is not None,
+        "noisy_gating": lambda moe: bool(moe.noisy_gating),
+        "n_init": lambda moe: moe.n_init != 1,
+    }
+
+    def check_options(self):
+        refused = [name for name, is_set in self._REFUSED.items() if is_set(self.moe)]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} {'is' if len(refused) == 1 else 'are'} not "
+                "supported by training='crossfit' (the default); they belong to "
+                "the in-sample algorithms: set training='em' (or 'backprop') to "
+                "use them."
+            )
+
+    def fit(self, data, random_state):
+        moe = self.moe
+        splits = cv_splits(
+            DEFAULT_FOLDS if moe.cv is None else moe.cv,
+            data.X,
+            data.y,
+            classifier=data.task == "classifier",
+        )
+        templates = seeded_clones(data.estimators, random_state)
+        candidates = gate_candidates(
+            moe._gate_template(),
+            data.names,
+            grid=isinstance(moe.gate, str) and moe.gate == "softmax",
+        )
+        start, every_row = self._initial_weights(data, random_state)
+        rounds = self._rounds()
+        reporter = VerboseReporter(moe.verbose)
+        reporter.begin(f"Cross-fitting {len(templates)} experts on {len(splits)} folds")
+        with Parallel(n_jobs=moe.n_jobs) as parallel:
+            evaluate = _Evaluation(
+                parallel, templates, data, splits, candidates, moe, random_state
+            )
+            state = evaluate(start, with_finals=every_row)
+            curve, log_likelihoods = [state.loss], [state.log_likelihood]
+            reporter.iteration(
+                f"round 0: held-out loss {state.loss:.6f}, gate "
+                f"{state.selection.labels[state.selection.best]!r}"
+            )
+            accepted = 0
+            for round_ in range(1, rounds + 1):
+                proposal = evaluate(self._expert_weights(state.gate_fit))
+                curve.append(proposal.loss)
+                log_likelihoods.append(proposal.log_likelihood)
+                better = proposal.loss < state.loss
+                reporter.iteration(
+                    f"round {round_}: held-out loss {proposal.loss:.6f} "
+                    f"({'kept' if better else 'not kept'})"
+                )
+                if not better:
+                    break
+                state, accepted = proposal, accepted + 1
+            finals, final_failures = (
+                (state.finals, {})
+                if state.finals is not None
+                else evaluate.final_fits(state.weights)
+            )
+        converged = accepted < rounds or rounds == 0
+        reporter.end(
+            f"Kept round {accepted} of {len(curve) - 1}, held-out loss {state.loss:.6f}"
+        )
+        return TrainResult(
+            experts=finals,
+            gate=state.gate_fit.gate,
+            noise=state.gate_fit.noise,
+            active=np.ones(len(templates), dtype=bool),
+            responsibilities=state.gate_fit.responsibilities,
+            loss_curve=curve,
+            objective_curve=list(curve),
+            loss=state.loss,
+            converged=converged,
+            strategy=self.name,
+            failures={**state.failures, **final_failures},
+            extra={
+                "gate_selection_": state.selection.as_dict(),
+                "oof_log_likelihood_": log_likelihoods,
+                "n_specialisation_rounds_": accepted,
+            },
+        )
+
+    def _rounds(self):
+        specialise = self.moe.specialise
+        if specialise == "auto":
+            return 0 if isinstance(self.moe.experts, list) else AUTO_ROUNDS_FOR_CLONES
+        return int(specialise)
+
+    def _initial_weights(self, data, random_state):
+        """The first cross-fit's responsibilities, and whether they are all ones.
+
+        A list of experts starts as Stacking does: every expert on every row
+        at full weight. Clones of one template start from k-means clusters
+        (from one template and all rows they would be one expert E times);
+        ``init`` overrides both.
+        """
+        n_samples, n_experts = data.X.shape[0], len(data.estimators)
+        init = self.moe.init
+        if not isinstance(init, str):
+            return check_init_array(init, n_samples, n_experts), False
+        if init == "auto":
+            init = "uniform" if isinstance(self.moe.experts, list) else "kmeans"
+        if init == "uniform":
+            return np.ones((n_samples, n_experts)), True
+        R = initial_responsibilities(
+            init, data.X, data.sample_weight, n_experts, random_state
+        )
+        return R, False
+
+    def _expert_weights(self, gate_fit):
+        """The responsibilities a round refits the experts with.
+
+        With ``top_k=k`` each row keeps its k most responsible experts,
+        renormalised, so that each expert specialises on the rows it will be
+        routed to and an iteration costs about ``n * k`` expert-rows.
+        """
+        R = gate_fit.responsibilities
+        top_k = self.moe.top_k
+        if top_k is None:
+            return R
+        with np.errstate(divide="ignore"):
+            return np.exp(log_routing_from_responsibilities(R, top_k))
+
+    def not_converged_message(self, result):
+        return (
+            f"{type(self.moe).__name__} (crossfit) was still improving its held-out "
+            f"loss after {len(result.loss_curve) - 1} specialisation rounds; "
+            "increase specialise."
+        )
+
+
+def log_routing_from_responsibilities(R, top_k):
+    """``log R`` restricted to each row's ``top_k`` largest, renormalised."""
+    log_R = np.log(R)
+    return routed_log_weights(log_R, top_k_mask(log_R, top_k))
+
+
+class _Evaluation:
+    """Cross-fits the experts with given weights and chooses the gate.
+
+    Holds what every cross-fit of one ``fit`` shares: the parallel pool, the
+    seeded experts, the folds and the gate candidates.
+    """
+
+    def __init__(self, parallel, templates, data, splits, candidates, moe, rng):
+        self.parallel = parallel
+        self.templates = templates
+        self.data = data
+        self.splits = splits
+        self.candidates = candidates
+        self.moe = moe
+        self.rng = rng
+
+    def __call__(self, weights, *, with_finals=False):
+        data, n_experts = self.data, len(self.templates)
+        keys, jobs = [], []
+        for j, template in enumerate(self.templates):
+            rows_j = fit_rows(weights, j, data.sample_weight)
+            for fold, (train, test) in enumerate(self.splits):
+                rows = np.intersect1d(rows_j, train)
+                keys.append((j, fold))
+                jobs.append(self._task(template, rows, weights[rows, j], test, j, fold))
+            if with_finals:
+                keys.append((j, None))
+                jobs.append(self._task(template, rows_j, weights[rows_j, j], None, j))
+        results = self.parallel(jobs)
+
+        outputs = [data.likelihood.empty_output(len(data.y)) for _ in range(n_experts)]
+        finals = [None] * n_experts if with_finals else None
+        failures = {}
+        for (j, fold), (fitted, failure, rows, output) in zip(keys, results):
+            label = data.names[j] + ("" if fold is None else f" (fold {fold})")
+            if failure is not None:
+                record = failures.setdefault(label, [0, ""])
+                record[0] += 1
+                record[1] = failure
+            if fold is None:
+                finals[j] = fitted
+            else:
+                outputs[j][rows] = output
+        evidence = OutOfFoldEvidence(
+            data.likelihood, outputs, data.y, data.sample_weight, data.y_scale
+        )
+        options = dict(max_iter=self.moe.max_iter, tol=self.moe.tol)
+        selection = select_gate(
+            self.candidates,
+            data.X,
+            evidence,
+            top_k=self.moe.top_k,
+            random_state=self.rng,
+            **options,
+        )
+        gate_fit = fit_selected(selection, data.X, evidence, **options)
+        return CrossFitState(weights, selection, gate_fit, failures, finals)
+
+    def final_fits(self, weights):
+        """Every expert fitted on all its rows with ``weights``."""
+        data = self.data
+        jobs = []
+        for j, template in enumerate(self.templates):
+            rows = fit_rows(weights, j, data.sample_weight)
+            jobs.append(self._task(template, rows, weights[rows, j], None, j))
+        finals, failures = [], {}
+        for j, (fitted, failure, _, _) in enumerate(self.parallel(jobs)):
+            finals.append(fitted)
+            if failure is not None:
+                failures[data.names[j]] = [1, failure]
+        return finals, failures
+
+    def _task(self, template, rows, responsibility, predict_rows, j, fold=None):
+        seed = int(self.rng.randint(SEED_MAX))
+        if predict_rows is None:
+            predict_rows = np.empty(0, dtype=np.intp)
+        where = "on all rows" if fold is None else f"on fold {fold}"
+        return delayed(_fit_task)(
+            clone(template),
+            self.data,
+            rows,
+            responsibility,
+            seed,
+            predict_rows,
+            f"expert {self.data.names[j]!r} {where}",
+        )
+
+
+def _fit_task(estimator, data, rows, responsibility, seed, predict_rows, where):
+    """:func:`fit_and_predict`, with an error that says which fit raised."""
+    try:
+        return fit_and_predict(
+            estimator, data, rows, responsibility, seed, predict_rows
+        )
+    except Exception as exc:
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"(skmoe: raised while cross-fitting {where})")
+        raise
