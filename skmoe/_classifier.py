@@ -156,9 +156,9 @@ class MoEClassifier(
         Weighted mean of each expert's routing weight (``gate_proba``) on the
         training rows, under the fitted gate: its share of the gate's mass;
         sums to one (with ``top_k=1`` and no shared expert, it equals
-        ``top_choice_load_``). Unlike
-        ``expert_load_`` it is the gate's routing alone, not the E-step's
-        responsibilities (which also weigh how well each expert fits ``y``).
+        ``top_choice_load_``). Unlike ``expert_load_`` it is the gate's
+        routing alone, not the E-step's responsibilities (which also weigh
+        how well each expert fits ``y``).
     gate_entropy_ : float
         Weighted mean entropy (nats) of the fitted gate's weights over the
         active experts on the training rows, before top-k truncation: 0 for
