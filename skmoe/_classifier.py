@@ -149,6 +149,24 @@ class MoEClassifier(
     expert_load_ : ndarray of shape (n_experts,)
         Share of the (weighted) training samples each expert is responsible
         for, from the E-step of the kept iterate; sums to one.
+    top_choice_load_ : ndarray of shape (n_experts,)
+        Weighted fraction of the training rows whose largest routing weight
+        (``gate_proba``) is the expert's, under the fitted gate; sums to one.
+    gate_load_ : ndarray of shape (n_experts,)
+        Weighted mean of each expert's routing weight (``gate_proba``) on the
+        training rows, under the fitted gate: its share of the gate's mass;
+        sums to one (with ``top_k=1`` and no shared expert, it equals
+        ``top_choice_load_``). Unlike ``expert_load_`` it is the gate's
+        routing alone, not the E-step's responsibilities (which also weigh
+        how well each expert fits ``y``).
+    gate_entropy_ : float
+        Weighted mean entropy (nats) of the fitted gate's weights over the
+        active experts on the training rows, before top-k truncation: 0 for
+        a gate that is certain of every row, ``log(n_active)`` for one that
+        cannot tell the experts apart.
+    n_dead_experts_ : int
+        Number of experts that no training row is routed to (all their
+        routing weights are zero), dropped experts included.
     objective_curve_ : list of float
         What training minimises, per iteration: ``loss_curve_`` plus the
         gate's balancing penalty and z-loss at their strengths, with

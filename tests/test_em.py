@@ -696,18 +696,23 @@ def test_the_iterate_with_the_lowest_loss_is_kept():
 
 
 def test_expert_that_fits_but_cannot_predict_falls_back():
-    # k-NN resampled to fewer rows than n_neighbors fits, then fails to predict
+    # k-NN resampled to fewer rows than n_neighbors fits, then fails to predict.
+    # The failure is in the first refit, so two EM iterations show it; the
+    # features are scaled so that lbfgs converges in a few steps (20 EM
+    # iterations of LogisticRegression(max_iter=5000) on the raw features took
+    # 10 s and more).
     X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
     init = np.zeros((len(y), 2))
     init[:, 0] = 1.0
     init[:3] = [0.0, 1.0]
     experts = [
-        ("lr", LogisticRegression(max_iter=5000)),
+        ("lr", LogisticRegression()),
         ("knn", KNeighborsClassifier()),
     ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        moe = MoEClassifier(experts, init=init, random_state=0).fit(X, y)
+        moe = MoEClassifier(experts, init=init, max_iter=2, random_state=0).fit(X, y)
     fallback = [str(w.message) for w in caught if w.category is ExpertFallbackWarning]
     assert any("'knn'" in m and "when predicting" in m for m in fallback)
     assert np.all(np.isfinite(moe.predict_proba(X)))
