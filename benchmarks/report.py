@@ -13,9 +13,6 @@ Everything here is computed from the task records of
   model, see :func:`benchmarks.metrics.error`), averaged over sets.
 """
 
-import platform
-from datetime import date
-from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import datasets, metrics, models  # noqa: E402
+from ._common import md_table  # noqa: E402
 
 DEFAULT_MOE = "moe"
 STACKING = "stacking"
@@ -214,19 +212,6 @@ def read_cost(results):
 # ----------------------------------------------------------------- markdown
 
 
-def _md_table(frame, float_format="{:.3f}"):
-    def cell(value):
-        if isinstance(value, float | np.floating):
-            return "–" if np.isnan(value) else float_format.format(value)
-        return str(value)
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = frame.astype(object).to_numpy()
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join([header, rule, *body])
-
-
 def _labels(table):
     """Model labels, in the zoo's order."""
     labels = table.drop_duplicates("model").set_index("model")["label"]
@@ -250,7 +235,7 @@ def _score_tables(table):
                 cells.at[set_name, model] = f"**{cells.at[set_name, model]}**"
         cells = cells.T.reindex([m for m in labels.index if m in cells.columns])
         cells.insert(0, "model", labels[cells.index])
-        parts.append(f"### {group} ({metric})\n\n{_md_table(cells)}")
+        parts.append(f"### {group} ({metric})\n\n{md_table(cells)}")
     return "\n\n".join(parts)
 
 
@@ -259,7 +244,7 @@ def _fit_table(table):
     fit = _pivot(table, "fit_s").T
     fit = fit.reindex([m for m in labels.index if m in fit.index])
     fit.insert(0, "model", labels[fit.index])
-    return _md_table(fit.reset_index(drop=True), "{:.2f}")
+    return md_table(fit.reset_index(drop=True), "{:.2f}")
 
 
 def _goal_rows(table, summary, cost_ratio):
@@ -446,7 +431,7 @@ def _moe_diagnostics(records):
                 ),
             }
         )
-    return _md_table(pd.DataFrame(rows), "{:.1f}")
+    return md_table(pd.DataFrame(rows), "{:.1f}")
 
 
 def _failures(table):
@@ -456,7 +441,7 @@ def _failures(table):
     frame = failed[["set", "label", "n_failed", "first_error"]].rename(
         columns={"label": "model", "n_failed": "failed folds", "first_error": "error"}
     )
-    return _md_table(frame)
+    return md_table(frame)
 
 
 def _set_list(records):
@@ -474,34 +459,7 @@ def _set_list(records):
                 "note": dataset.note,
             }
         )
-    return _md_table(pd.DataFrame(rows))
-
-
-def _versions():
-    names = ["skmoe", "scikit-learn", "numpy", "lightgbm", "xgboost"]
-    found = []
-    for name in names:
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} not installed")
-    return ", ".join(found)
-
-
-def machine():
-    """One line on the machine a figure was measured on."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    return f"{cpu}, {cores} cores available, Python {platform.python_version()}"
+    return md_table(pd.DataFrame(rows))
 
 
 def summary_markdown(records, table, header, cost_ratio=None):
@@ -552,20 +510,20 @@ def summary_markdown(records, table, header, cost_ratio=None):
             "MoE error vs best expert's",
             "MoE fit / Stacking fit",
         ]
-        gaps = _md_table(gap_frame, "{:.2f}")
+        gaps = md_table(gap_frame, "{:.2f}")
     sections = [
         header,
-        "## Goals\n\n" + _md_table(goals),
+        "## Goals\n\n" + md_table(goals),
         "## Where the results fall short\n\n"
         + ("\n\n".join(shortfalls) if shortfalls else "Every goal checked is met."),
         "![mean rank](mean_rank.png)\n\n![score against fit time]"
         "(score_vs_fit_time.png)\n\n![MoE against best expert]"
         "(moe_vs_best_expert.png)",
         "## Mean rank (over sets; 1 is best) and improvability\n\n"
-        + _md_table(ranked, "{:.2f}"),
+        + md_table(ranked, "{:.2f}"),
         "## Win rate of each skmoe configuration against each other model\n\n"
         "Share of sets where the skmoe configuration's score is better "
-        "(ties count one half).\n\n" + _md_table(wins, "{:.2f}"),
+        "(ties count one half).\n\n" + md_table(wins, "{:.2f}"),
         "## Default MoE against the best expert of its pool\n\n" + gaps,
         "## Scores per set\n\nMean over folds of the ranking metric; the best "
         "per set in bold.\n\n" + _score_tables(table),
@@ -783,36 +741,3 @@ def write(records, out, header, results_root=None):
     if DEFAULT_MOE in set(table["model"]) and _pool_names(table):
         plot_moe_vs_best_expert(table, out / "moe_vs_best_expert.png")
     return out / "summary.md"
-
-
-def _commit():
-    """The repository's commit, marked when the working tree has changes."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args):
-        return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--", "skmoe")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if not commit:
-        return "unknown"
-    return commit + (" with uncommitted changes to skmoe/" if dirty else "")
-
-
-def header(title, command, protocol):
-    """Markdown header: what ran, where, when, on which code."""
-    return (
-        f"# {title}\n\n"
-        f"- command: `{command}`\n"
-        f"- date: {date.today().isoformat()}\n"
-        f"- machine: {machine()}\n"
-        f"- versions: {_versions()}; repository at {_commit()}\n"
-        f"- protocol: {protocol}"
-    )
