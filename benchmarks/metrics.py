@@ -1,4 +1,4 @@
-"""Metrics of BENCHMARKS.md, and which one ranks the models of each task.
+"""Metrics of the benchmark protocol (benchmarks/README.md), and which one ranks the models of each task.
 
 * binary: ROC-AUC (ranks), accuracy, log-loss;
 * multiclass: log-loss (ranks), accuracy;
