@@ -231,7 +231,9 @@ ZOO = {
             lambda t: _moe(t, top_k=1),
             pool=DEFAULT_POOL,
         ),
-        Model("moe_cv5", "MoE cv=5", "skmoe", lambda t: _moe(t, cv=5), pool=DEFAULT_POOL),
+        Model(
+            "moe_cv5", "MoE cv=5", "skmoe", lambda t: _moe(t, cv=5), pool=DEFAULT_POOL
+        ),
         Model("moe_linear", "MoE 4 linear", "skmoe", _moe_linear),
         Model(
             "moe_strong",
@@ -254,7 +256,11 @@ ZOO = {
         ),
         Model("random_forest", "RandomForest", "baseline", _random_forest),
         Model(
-            "stacking", "Stacking", "baseline", _stacking(expert_pool), pool=DEFAULT_POOL
+            "stacking",
+            "Stacking",
+            "baseline",
+            _stacking(expert_pool),
+            pool=DEFAULT_POOL,
         ),
         Model(
             "voting",

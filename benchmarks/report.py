@@ -367,7 +367,10 @@ def goal_rows(table, summary, records=None, cost_ratio=None):
     for moe, rivals in RANK_RIVALS.items():
         for rival in rivals:
             if moe in present and rival in present:
-                mine, other = summary.at[moe, "mean_rank"], summary.at[rival, "mean_rank"]
+                mine, other = (
+                    summary.at[moe, "mean_rank"],
+                    summary.at[rival, "mean_rank"],
+                )
                 rows.append(
                     _goal(
                         f"rank:{moe}:{rival}",

@@ -176,9 +176,7 @@ class EnsembleSelectionClassifier(ClassifierMixin, _BaseEnsembleSelection):
         X, y = validate_data(self, X, y, ensure_all_finite=False)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
-        return self._select(
-            X, y, encoder.transform(y), "predict_proba", log_loss_of
-        )
+        return self._select(X, y, encoder.transform(y), "predict_proba", log_loss_of)
 
     def predict_proba(self, X):
         """Weighted average of the selected classifiers' probabilities."""

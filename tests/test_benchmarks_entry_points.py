@@ -67,7 +67,9 @@ def test_cost_writes_every_part(tmp_path):
     assert text.startswith("# skmoe cost benchmarks")
     for section in ("## Conditional computation", "## Scaling", "## Single-row"):
         assert section in text
-    assert (tmp_path / "conditional.png").exists() and (tmp_path / "scaling.png").exists()
+    assert (tmp_path / "conditional.png").exists() and (
+        tmp_path / "scaling.png"
+    ).exists()
 
 
 def test_balancing_smoke(tmp_path):

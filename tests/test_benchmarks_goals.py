@@ -87,7 +87,9 @@ def test_goal_rows_measure_threshold_and_met():
     assert rows["beats:moe:caruana"]["met"]  # 62.5% >= 50%
     assert not rows["below_voting:moe"]["met"]  # 25% > 10%
     # fit: 2x stacking on every set, geometric mean 2 > 1.3
-    assert rows["fit:moe"]["measured"].startswith("2.00x") and not rows["fit:moe"]["met"]
+    assert (
+        rows["fit:moe"]["measured"].startswith("2.00x") and not rows["fit:moe"]["met"]
+    )
     # clones beat the single depth-4 tree on 3 of 4 sets: 75% < 80%
     assert rows["clones"]["measured"].startswith("75%") and not rows["clones"]["met"]
     for row in rows.values():

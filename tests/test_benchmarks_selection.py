@@ -51,15 +51,21 @@ def test_greedy_selection_matches_the_reference():
 
 def test_ties_prefer_a_selected_candidate_and_a_perfect_loss_stops():
     y = np.array([0.0, 1.0, 2.0, 3.0])
-    # candidate 0 and 2 identical: after 0 is chosen, a tie goes to 0
     same = y + 1.0
-    predictions = [same, y - 1.0, same.copy()]
-    indices, trajectory = greedy_selection(predictions, y, squared_error_of, 4)
-    assert indices[0] in (0, 2)
-    # round 2: candidate 1 cancels the bias exactly: loss 0, stop there
-    assert indices[1] == 1 and trajectory[1] == 0 and len(indices) == 2
+    # candidates 0 and 2 identical (bias +1, loss 1), candidate 1 bias -2
+    predictions = [same, y - 2.0, same.copy()]
+    for seed in range(5):
+        indices, trajectory = greedy_selection(
+            predictions, y, squared_error_of, 10, random_state=seed
+        )
+        # round 1: 0 and 2 tie; round 2: 1 (mean bias -0.5); round 3: 0 and 2
+        # tie at a perfect loss, and the one already selected is taken; stop
+        first = indices[0]
+        assert first in (0, 2)
+        assert indices == [first, 1, first]
+        np.testing.assert_allclose(trajectory, [1.0, 0.25, 0.0])
     # a single best candidate is kept alone (the first of the lowest losses)
-    indices, _ = greedy_selection([y, y + 5.0], y, squared_error_of, 25)
+    indices, _ = greedy_selection([y + 0.5, y + 5.0], y, squared_error_of, 25)
     assert indices == [0]
 
 

@@ -599,11 +599,16 @@ def main(argv=None):
             shared_summary, effects = shared_table(shared), shared_effects(shared)
             log("\n" + markdown_table(shared_summary) + "\n")
             log(markdown_table(effects) + "\n")
-        return balance, regimes, shared, (
-            balance_summary,
-            regimes_summary,
-            shared_summary,
-            effects,
+        return (
+            balance,
+            regimes,
+            shared,
+            (
+                balance_summary,
+                regimes_summary,
+                shared_summary,
+                effects,
+            ),
         )
 
     (balance, regimes, shared, tables), seconds = timed(run_parts)

@@ -145,9 +145,7 @@ def sync(device):
 
 def timed(device, function, *args, **kwargs):
     """``(result, seconds)`` of one call, the device synchronised around it."""
-    return _common.timed(
-        partial(function, *args, **kwargs), sync=partial(sync, device)
-    )
+    return _common.timed(partial(function, *args, **kwargs), sync=partial(sync, device))
 
 
 def fit_mixture(X, y, n_experts, top_k, args):

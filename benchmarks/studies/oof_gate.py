@@ -31,6 +31,7 @@ Command::
 import argparse
 import sys
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +124,12 @@ def run_set(name, C, max_rows=2000):
         pool = seeded_pool(task)
         outputs = {}
         outputs["gate"], gate_seconds = timed(
-            lambda: oof_gate_predict(task, pool, X_train, y[train], X_test, C)
+            partial(oof_gate_predict, task, pool, X_train, y[train], X_test, C)
         )
         stacking = (StackingRegressor if task == "regression" else StackingClassifier)(
             seeded_pool(task), cv=5
         )
-        _, stacking_seconds = timed(lambda: stacking.fit(X_train, y[train]))
+        _, stacking_seconds = timed(partial(stacking.fit, X_train, y[train]))
         time_ratio.append(gate_seconds / stacking_seconds)
         outputs["stacking"] = _output(stacking, task, X_test)
         for expert_name, expert in pool:
