@@ -7,12 +7,11 @@ models. ``python -m benchmarks --help`` and ``python -m benchmarks cost
 """
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 
-from . import datasets, models, report, runner
+from . import _common, datasets, models, report, runner
 
 QUICK_MAX_ROWS = 2000
 FULL_MAX_ROWS = 20000
@@ -112,6 +111,12 @@ def run_parser():
         type=Path,
         help="report folder (default results/full, quick: results/quick)",
     )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=runner.CACHE,
+        help="folder of the per-task records (default results/cache)",
+    )
     return parser
 
 
@@ -140,7 +145,7 @@ def main_run(argv):
     refresh = _names(args.refresh, models.ZOO, _model_groups())
     print(
         f"{len(sets)} sets x {len(names)} models x {repeats} x {args.folds} folds, "
-        f"at most {max_rows or 'all'} rows a set; cache {runner.CACHE}",
+        f"at most {max_rows or 'all'} rows a set; cache {args.cache}",
         flush=True,
     )
     tic = time.perf_counter()
@@ -150,6 +155,7 @@ def main_run(argv):
         max_rows=max_rows,
         n_repeats=repeats,
         n_folds=args.folds,
+        cache=args.cache,
         refresh=refresh,
         retry_errors=args.retry_errors,
         n_jobs=args.n_jobs,
@@ -177,8 +183,8 @@ def main_run(argv):
         f"{task_minutes:.1f} min; {invocation}"
     )
     title = "skmoe benchmarks: " + ("quick run" if quick else "run")
-    command = "python -m benchmarks " + shlex.join(argv)
-    path = report.write(records, out, report.header(title, command, protocol))
+    command = _common.command("benchmarks", argv)
+    path = report.write(records, out, _common.header(title, command, protocol))
     print(f"wrote {path} ({wall / 60:.1f} min)")
 
 

@@ -1,4 +1,4 @@
-"""Cost benchmarks of BENCHMARKS.md.
+"""Cost benchmarks of the benchmark protocol (see benchmarks/README.md).
 
 * ``conditional``: mixtures of E clones of one expert (E = 8 and 32), fitted
   with ``top_k`` = 1, 2 and dense routing, side by side on one split of a
@@ -12,13 +12,15 @@
   many calls) of the default MoE, with dense and top-1 routing, against
   Stacking and Voting over the same experts, and each expert alone.
 
+The former ``routing_cost.py`` (dense against top-k routing of ExtraTrees
+clones on ggplot2/diamonds) is the conditional benchmark on that set:
+``python -m benchmarks cost --only conditional --set diamonds --experts 8``.
+
 Everything runs single-threaded (as the comparison does). Results go to
 ``benchmarks/results/cost/``: one CSV per benchmark, ``cost.md`` and plots.
 """
 
 import argparse
-import shlex
-import time
 import warnings
 from functools import partial
 from pathlib import Path
@@ -33,14 +35,23 @@ import pandas as pd  # noqa: E402
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.tree import DecisionTreeClassifier  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
 
 from skmoe import MoEClassifier, MoERegressor  # noqa: E402
 
-from . import datasets, metrics, models, report, runner  # noqa: E402
+from . import datasets, metrics, models, report  # noqa: E402
+from ._common import (  # noqa: E402
+    RESULTS,
+    best_times,
+    command,
+    header,
+    log,
+    md_table,
+    single_threaded,
+    timed,
+)
 from .preprocessing import transform_split  # noqa: E402
 
-OUT = runner.RESULTS / "cost"
+OUT = RESULTS / "cost"
 
 
 def _split(set_name, max_rows, seed=0):
@@ -63,22 +74,7 @@ def _quiet_fit(model, X, y):
     comparison's business, not the cost benchmark's)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tic = time.perf_counter()
-        model.fit(X, y)
-        return time.perf_counter() - tic
-
-
-def best_times(calls, repeat=7):
-    """Best wall time of each of ``calls`` (zero-argument callables) over
-    ``repeat`` rounds, the calls interleaved within each round so that they
-    see the same machine load."""
-    best = np.full(len(calls), np.inf)
-    for _ in range(repeat):
-        for i, call in enumerate(calls):
-            tic = time.perf_counter()
-            call()
-            best[i] = min(best[i], time.perf_counter() - tic)
-    return best
+        return timed(lambda: model.fit(X, y))[1]
 
 
 def _output(model, task, X):
@@ -217,9 +213,7 @@ def _latencies(fitted, task, X, calls):
     for call in range(calls):
         row = X[call % len(X)][None, :]
         for i, model in enumerate(fitted):
-            tic = time.perf_counter()
-            _output(model, task, row)
-            seconds[i, call] = time.perf_counter() - tic
+            seconds[i, call] = timed(partial(_output, model, task, row))[1]
     return seconds
 
 
@@ -344,7 +338,7 @@ def plot_scaling(by_rows, by_experts, path):
 
 
 def _md(frame, fmt="{:.3g}"):
-    return report._md_table(frame, fmt)
+    return md_table(frame, fmt)
 
 
 def write_markdown(out, head, parts):
@@ -444,9 +438,10 @@ def _ints(text):
     return [int(v) for v in text.split(",") if v]
 
 
-def main(argv):
+def main(argv=()):
     """Run the cost benchmarks selected by ``argv``; write CSVs, plots and
     ``cost.md``."""
+    argv = list(argv)
     args = parser().parse_args(argv)
     only = set(args.only.split(","))
     out = Path(args.out)
@@ -458,12 +453,8 @@ def main(argv):
     )
     scaling_rows = args.scaling_rows or (5000 if args.quick else 20000)
     parts = {}
-    tic = time.perf_counter()
 
-    def log(line):
-        print(line, flush=True)
-
-    with threadpool_limits(limits=1):
+    def run_parts():
         if "conditional" in only:
             parts["conditional"] = conditional(
                 args.set,
@@ -490,6 +481,9 @@ def main(argv):
         if "latency" in only:
             parts["latency"] = latency(args.latency_set, rows, args.calls, log)
             parts["latency"].to_csv(out / "latency.csv", index=False)
+
+    with single_threaded():
+        _, seconds = timed(run_parts)
     for name in ("conditional", "scaling_rows", "scaling_experts", "latency"):
         if name not in parts and (out / f"{name}.csv").exists():
             parts[name] = pd.read_csv(out / f"{name}.csv")  # from an earlier run
@@ -499,7 +493,7 @@ def main(argv):
         plot_scaling(
             parts["scaling_rows"], parts["scaling_experts"], out / "scaling.png"
         )
-    minutes = (time.perf_counter() - tic) / 60
+    minutes = seconds / 60
     protocol = (
         f"conditional on {args.set} (at most {rows} rows, 75/25 split, "
         f"ExtraTrees(30 trees, min_samples_leaf=5) clones, max_iter "
@@ -509,10 +503,6 @@ def main(argv):
         f"{args.latency_set}; single-threaded; "
         f"took {minutes:.1f} min"
     )
-    head = report.header(
-        "skmoe cost benchmarks",
-        "python -m benchmarks cost " + shlex.join(argv),
-        protocol,
-    )
+    head = header("skmoe cost benchmarks", command("benchmarks cost", argv), protocol)
     write_markdown(out, head, parts)
     print(f"wrote {out / 'cost.md'} ({minutes:.1f} min)")

@@ -233,6 +233,32 @@ def _raw_frame(dataset):
     return _rdataset(kind, item)
 
 
+def _rows(name, max_rows, seed):
+    """The set's frame (every column, target included) and target codes,
+    after the row cap."""
+    dataset = REGISTRY[name]
+    frame = _raw_frame(dataset).drop(columns=["rownames"], errors="ignore")
+    frame = frame.dropna(subset=[dataset.target]).reset_index(drop=True)
+    target = frame[dataset.target]
+    if dataset.task == "regression":
+        y = target.to_numpy(dtype=float)
+        classes = []
+    else:
+        codes, uniques = pd.factorize(target, sort=True)
+        y, classes = codes.astype(np.int64), list(uniques)
+    if max_rows is not None and len(frame) > max_rows:
+        stratify = None if dataset.task == "regression" else y
+        keep, _ = train_test_split(
+            np.arange(len(frame)),
+            train_size=max_rows,
+            stratify=stratify,
+            random_state=seed,
+        )
+        keep = np.sort(keep)
+        frame, y = frame.iloc[keep].reset_index(drop=True), y[keep]
+    return frame, y, classes
+
+
 def load(name, max_rows=None, seed=0):
     """Load a registered set as features and an encoded target.
 
@@ -258,24 +284,22 @@ def load(name, max_rows=None, seed=0):
         The original class labels (in code order); empty for regression.
     """
     dataset = REGISTRY[name]
-    frame = _raw_frame(dataset)
-    frame = frame.drop(columns=["rownames", *dataset.drop], errors="ignore")
-    frame = frame.dropna(subset=[dataset.target]).reset_index(drop=True)
-    target = frame.pop(dataset.target)
-    if dataset.task == "regression":
-        y = target.to_numpy(dtype=float)
-        classes = []
-    else:
-        codes, uniques = pd.factorize(target, sort=True)
-        y, classes = codes.astype(np.int64), list(uniques)
-    if max_rows is not None and len(frame) > max_rows:
-        stratify = None if dataset.task == "regression" else y
-        keep, _ = train_test_split(
-            np.arange(len(frame)),
-            train_size=max_rows,
-            stratify=stratify,
-            random_state=seed,
-        )
-        keep = np.sort(keep)
-        frame, y = frame.iloc[keep].reset_index(drop=True), y[keep]
-    return frame, y, classes
+    frame, y, classes = _rows(name, max_rows, seed)
+    X = frame.drop(columns=[dataset.target, *dataset.drop], errors="ignore")
+    return X, y, classes
+
+
+def regimes(name, max_rows=None, seed=0):
+    """The true regime of each row of ``load(name, max_rows, seed)``.
+
+    Returns
+    -------
+    numpy.ndarray of int or None
+        Regime labels aligned with the rows :func:`load` returns, for the
+        synthetic regime sets (the ``regime`` column that ``load`` drops);
+        None for every other set.
+    """
+    frame, _, _ = _rows(name, max_rows, seed)
+    if "regime" not in frame or REGISTRY[name].group != "regimes":
+        return None
+    return frame["regime"].to_numpy()

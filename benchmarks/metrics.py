@@ -1,4 +1,6 @@
-"""Metrics of BENCHMARKS.md, and which one ranks the models of each task.
+"""Metrics of the benchmark protocol, and which one ranks the models of a task.
+
+The protocol is in benchmarks/README.md ("Protocol").
 
 * binary: ROC-AUC (ranks), accuracy, log-loss;
 * multiclass: log-loss (ranks), accuracy;

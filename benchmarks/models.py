@@ -5,14 +5,27 @@ Every model is built for a task (``"binary"``, ``"multiclass"`` or
 seeded (``random_state=0``), so that timings compare like with like on a
 shared machine.
 
-The MoE's expert pool (:func:`expert_pool`) is a heterogeneous set of cheap
-to moderate experts: a linear model, a depth-limited tree and a small random
-forest. Stacking and voting get exactly the same pool, and each expert is
-also run alone, so that "the MoE against the best expert it was given" can be
-read off the results. HistGradientBoosting is kept out of the pool on
-purpose: in scikit-learn 1.9 its weighted binning makes every weighted fit
-slow on small data, and EM refits every expert with weights at every
-iteration.
+The MoE's default expert pool (:func:`expert_pool`) is a heterogeneous set
+of cheap to moderate experts: a linear model, a depth-limited tree and a
+small random forest. Stacking, voting and ensemble selection (``caruana``)
+get exactly the same pool, and each expert is also run alone, so that "the
+MoE against the best expert it was given" can be read off the results.
+HistGradientBoosting is kept out of that pool: in scikit-learn 1.9 its
+weighted binning makes every weighted fit slow on small data.
+
+The strong pool (:func:`strong_pool`: linear, a random forest and
+HistGradientBoosting, all at their defaults) is the comparison a
+practitioner makes: ``moe_strong``, ``stacking_strong`` and
+``caruana_strong`` over it, against LightGBM; its experts alone are the
+``expert_linear``, ``random_forest`` and ``hgb`` entries.
+
+``moe_clones`` mixes 6 clones of a depth-4 tree with top-1 routing, against
+that tree alone (``expert_tree4``).
+
+Each entry's :attr:`Model.pool` names the zoo entries that are its experts
+alone, so that the report compares like with like. The MoE entries leave
+``training`` at the estimators' default: the benchmark measures the
+default.
 """
 
 import importlib.util
@@ -35,7 +48,15 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from skmoe import MoEClassifier, MoERegressor
 
+from .selection import EnsembleSelectionClassifier, EnsembleSelectionRegressor
+
 SEED = 0
+#: The zoo entries that are the default pool's experts alone.
+DEFAULT_POOL = ("expert_linear", "expert_tree", "expert_forest")
+#: The zoo entries that are the strong pool's experts alone.
+STRONG_POOL = ("expert_linear", "random_forest", "hgb")
+#: The zoo entry that is the clone MoE's expert alone.
+CLONE_POOL = ("expert_tree4",)
 
 
 def _is_classification(task):
@@ -58,7 +79,7 @@ def expert_pool(task):
     """
     if _is_classification(task):
         return [
-            ("linear", LogisticRegression(max_iter=1000)),
+            ("linear", _linear(task)),
             ("tree", DecisionTreeClassifier(max_depth=6, min_samples_leaf=10)),
             (
                 "forest",
@@ -66,7 +87,7 @@ def expert_pool(task):
             ),
         ]
     return [
-        ("linear", Ridge(alpha=1.0)),
+        ("linear", _linear(task)),
         ("tree", DecisionTreeRegressor(max_depth=6, min_samples_leaf=10)),
         (
             "forest",
@@ -77,9 +98,61 @@ def expert_pool(task):
     ]
 
 
-def _moe(task, **params):
+def _linear(task):
+    if _is_classification(task):
+        return LogisticRegression(max_iter=1000)
+    return Ridge(alpha=1.0)
+
+
+def strong_pool(task):
+    """The strong pool, as ``(name, estimator)`` pairs: ``linear`` (as in
+    :func:`expert_pool`), ``forest`` (a default random forest, 100 trees)
+    and ``hgb`` (default HistGradientBoosting)."""
+    return [
+        ("linear", _linear(task)),
+        ("forest", _random_forest(task)),
+        ("hgb", _hgb(task)),
+    ]
+
+
+def _random_forest(task):
+    cls = _pick(task, RandomForestClassifier, RandomForestRegressor)
+    return cls(random_state=SEED, n_jobs=1)
+
+
+def _hgb(task):
+    cls = _pick(task, HistGradientBoostingClassifier, HistGradientBoostingRegressor)
+    return cls(random_state=SEED)
+
+
+def _tree4(task):
+    return _pick(task, DecisionTreeClassifier, DecisionTreeRegressor)(max_depth=4)
+
+
+def _moe(task, pool=expert_pool, **params):
     cls = MoEClassifier if _is_classification(task) else MoERegressor
-    return cls(expert_pool(task), random_state=SEED, **params)
+    return cls(pool(task), random_state=SEED, **params)
+
+
+def _moe_clones(task):
+    cls = MoEClassifier if _is_classification(task) else MoERegressor
+    return cls(_tree4(task), n_experts=6, top_k=1, random_state=SEED)
+
+
+def _stacking(pool):
+    def make(task):
+        cls = _pick(task, StackingClassifier, StackingRegressor)
+        return cls(pool(task), cv=5, n_jobs=1)
+
+    return make
+
+
+def _caruana(pool):
+    def make(task):
+        cls = _pick(task, EnsembleSelectionClassifier, EnsembleSelectionRegressor)
+        return cls(pool(task), n_rounds=25, cv=5, n_jobs=1, random_state=SEED)
+
+    return make
 
 
 def _moe_linear(task):
@@ -130,6 +203,9 @@ class Model:
         ``make(task)`` returns the unfitted estimator.
     requires : str or None
         Package it needs; the model is skipped when it is not installed.
+    pool : tuple of str
+        For a combiner of experts (a MoE, Stacking, Voting, selection): the
+        zoo entries that are its experts alone; empty otherwise.
     """
 
     name: str
@@ -137,6 +213,7 @@ class Model:
     kind: str
     make: object
     requires: str = None
+    pool: tuple = ()
 
     def available(self):
         """Whether the package this model needs is installed."""
@@ -146,18 +223,27 @@ class Model:
 ZOO = {
     m.name: m
     for m in [
-        Model("moe", "MoE", "skmoe", _moe),
-        Model("moe_top1", "MoE top_k=1", "skmoe", lambda t: _moe(t, top_k=1)),
-        Model("moe_cv5", "MoE cv=5", "skmoe", lambda t: _moe(t, cv=5)),
+        Model("moe", "MoE", "skmoe", _moe, pool=DEFAULT_POOL),
+        Model(
+            "moe_top1",
+            "MoE top_k=1",
+            "skmoe",
+            lambda t: _moe(t, top_k=1),
+            pool=DEFAULT_POOL,
+        ),
+        Model(
+            "moe_cv5", "MoE cv=5", "skmoe", lambda t: _moe(t, cv=5), pool=DEFAULT_POOL
+        ),
         Model("moe_linear", "MoE 4 linear", "skmoe", _moe_linear),
         Model(
-            "hgb",
-            "HistGradientBoosting",
-            "baseline",
-            lambda t: _pick(
-                t, HistGradientBoostingClassifier, HistGradientBoostingRegressor
-            )(random_state=SEED),
+            "moe_strong",
+            "MoE strong pool",
+            "skmoe",
+            lambda t: _moe(t, strong_pool),
+            pool=STRONG_POOL,
         ),
+        Model("moe_clones", "MoE 6 trees top-1", "skmoe", _moe_clones, pool=CLONE_POOL),
+        Model("hgb", "HistGradientBoosting", "baseline", _hgb),
         Model("lightgbm", "LightGBM", "baseline", _lightgbm, requires="lightgbm"),
         Model("xgboost", "XGBoost", "baseline", _xgboost, requires="xgboost"),
         Model(
@@ -168,21 +254,13 @@ ZOO = {
                 random_state=SEED, n_jobs=1
             ),
         ),
-        Model(
-            "random_forest",
-            "RandomForest",
-            "baseline",
-            lambda t: _pick(t, RandomForestClassifier, RandomForestRegressor)(
-                random_state=SEED, n_jobs=1
-            ),
-        ),
+        Model("random_forest", "RandomForest", "baseline", _random_forest),
         Model(
             "stacking",
             "Stacking",
             "baseline",
-            lambda t: _pick(t, StackingClassifier, StackingRegressor)(
-                expert_pool(t), cv=5, n_jobs=1
-            ),
+            _stacking(expert_pool),
+            pool=DEFAULT_POOL,
         ),
         Model(
             "voting",
@@ -193,11 +271,34 @@ ZOO = {
                 if _is_classification(t)
                 else VotingRegressor(expert_pool(t), n_jobs=1)
             ),
+            pool=DEFAULT_POOL,
+        ),
+        Model(
+            "caruana",
+            "Ensemble selection",
+            "baseline",
+            _caruana(expert_pool),
+            pool=DEFAULT_POOL,
+        ),
+        Model(
+            "stacking_strong",
+            "Stacking strong pool",
+            "baseline",
+            _stacking(strong_pool),
+            pool=STRONG_POOL,
+        ),
+        Model(
+            "caruana_strong",
+            "Ensemble selection strong pool",
+            "baseline",
+            _caruana(strong_pool),
+            pool=STRONG_POOL,
         ),
         *(
             Model(f"expert_{name}", f"expert: {name}", "expert", _expert(name))
             for name in ("linear", "tree", "forest")
         ),
+        Model("expert_tree4", "expert: tree depth 4", "expert", _tree4),
     ]
 }
 

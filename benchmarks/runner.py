@@ -11,7 +11,10 @@ configuration and library versions.
 
 A model that raises on a set is recorded with its error (and no scores) and
 the run goes on. Warnings are counted per category, so that a warning storm
-shows in the results.
+shows in the results. For mixtures the record also holds what the gate did
+(see :func:`mixture_diagnostics`), and on the synthetic regime sets the
+adjusted Rand index between the top-1 routing of the test rows and their
+true regimes (``regime_ari``).
 """
 
 import hashlib
@@ -26,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from . import datasets, metrics, models
+from ._common import RESULTS
 from .preprocessing import transform_split
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cache"
 SKMOE_SOURCE = Path(__file__).resolve().parent.parent / "skmoe"
 
@@ -85,7 +89,7 @@ def model_key(name, task):
     if model.requires:
         parts.append(_version(model.requires))
     if model.kind == "skmoe":
-        parts.append(_digest(SKMOE_SOURCE.glob("*.py")))
+        parts.append(_digest(SKMOE_SOURCE.rglob("*.py")))
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
 
 
@@ -107,27 +111,45 @@ def _read(path, key=None):
     return record if key is None or record.get("key") == key else None
 
 
-def _moe_diagnostics(model, X_test):
-    """What EM did, for models that have a loss curve, and where the gate
-    sends the test rows (share of rows whose largest gate weight is each
-    expert's)."""
-    curve = getattr(model, "loss_curve_", None)
-    if curve is None:
+def mixture_diagnostics(model, X_test, regimes=None):
+    """What a mixture did, for models with a gate (``gate_proba``); empty
+    for any other model.
+
+    ``routed``/``max_routed``: share of the test rows whose largest gate
+    weight is each expert's; ``regime_ari`` (when ``regimes``, the test
+    rows' true regimes, is given): the adjusted Rand index between that
+    top-1 routing and the regimes. From the fitted attributes, where the
+    training algorithm has them: ``n_iter``, ``kept_iter`` (the iterate of
+    lowest loss in ``loss_curve_``), ``converged``, ``loads``,
+    ``max_load`` and ``top_expert`` (from ``expert_load_``).
+    """
+    if not hasattr(model, "gate_proba"):
         return {}
-    load = np.asarray(model.expert_load_, dtype=float)
-    routed = np.bincount(
-        model.gate_proba(X_test).argmax(axis=1), minlength=len(load)
-    ) / len(X_test)
-    return {
+    top = model.gate_proba(X_test).argmax(axis=1)
+    names = list(getattr(model, "expert_names_", []))
+    n_experts = max(len(names), int(top.max()) + 1)
+    routed = np.bincount(top, minlength=n_experts) / len(X_test)
+    found = {
         "routed": " ".join(f"{share:.3f}" for share in routed),
         "max_routed": float(routed.max()),
-        "n_iter": int(model.n_iter_),
-        "kept_iter": int(np.argmin(curve)) + 1,
-        "converged": bool(model.converged_),
-        "max_load": float(load.max()),
-        "top_expert": model.expert_names_[int(np.argmax(load))],
-        "loads": " ".join(f"{share:.3f}" for share in load),
     }
+    if regimes is not None:
+        found["regime_ari"] = float(adjusted_rand_score(regimes, top))
+    if hasattr(model, "n_iter_"):
+        found["n_iter"] = int(np.max(model.n_iter_))
+    curve = getattr(model, "loss_curve_", None)
+    if curve is not None and len(curve):
+        found["kept_iter"] = int(np.argmin(curve)) + 1
+    if hasattr(model, "converged_"):
+        found["converged"] = bool(model.converged_)
+    load = getattr(model, "expert_load_", None)
+    if load is not None:
+        load = np.asarray(load, dtype=float)
+        found["max_load"] = float(load.max())
+        found["loads"] = " ".join(f"{share:.3f}" for share in load)
+        if len(names) == len(load):
+            found["top_expert"] = names[int(np.argmax(load))]
+    return found
 
 
 def _warning_summary(caught):
@@ -142,8 +164,11 @@ def _warning_summary(caught):
     }
 
 
-def fit_and_score(name, task, X_train, y_train, X_test, y_test):
+def fit_and_score(name, task, X_train, y_train, X_test, y_test, regimes=None):
     """Fit zoo entry ``name`` on one split and measure it.
+
+    ``regimes``: the true regimes of the test rows (regime sets only), for
+    the mixtures' ``regime_ari``.
 
     Returns
     -------
@@ -173,7 +198,7 @@ def fit_and_score(name, task, X_train, y_train, X_test, y_test):
                     f"{len(finite)} test rows"
                 )
             record.update(metrics.score(task, y_test, output))
-            record.update(_moe_diagnostics(model, X_test))
+            record.update(mixture_diagnostics(model, X_test, regimes))
         except Exception as exc:  # recorded, and the run goes on
             last = traceback.extract_tb(exc.__traceback__)[-1]
             record["error"] = (
@@ -184,8 +209,8 @@ def fit_and_score(name, task, X_train, y_train, X_test, y_test):
     return record
 
 
-def _task(path, key, base, name, task, data):
-    record = {**base, **fit_and_score(name, task, *data), "key": key}
+def _task(path, key, base, name, task, data, regimes=None):
+    record = {**base, **fit_and_score(name, task, *data, regimes), "key": key}
     record["finished"] = datetime.now().isoformat(timespec="seconds")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -294,6 +319,11 @@ def run(
             dataset = datasets.REGISTRY[set_name]
             task = dataset.task
             X, y, _ = datasets.load(set_name, max_rows=max_rows)
+            regimes = (
+                datasets.regimes(set_name, max_rows=max_rows)
+                if dataset.group == "regimes"
+                else None
+            )
             for repeat, fold, train, test in make_splits(y, task, n_repeats, n_folds):
                 base = {
                     "set": set_name,
@@ -325,12 +355,15 @@ def run(
                     continue
                 X_train, X_test = transform_split(X, train, test)
                 data = (X_train, y[train], X_test, y[test])
+                test_regimes = None if regimes is None else regimes[test]
                 base["n_features"] = X_train.shape[1]
                 for name, path in pending:
                     model = models.ZOO[name]
                     row = {**base, "model": name, "label": model.label}
                     row["kind"] = model.kind
-                    yield delayed(_task)(path, keys[name, task], row, name, task, data)
+                    yield delayed(_task)(
+                        path, keys[name, task], row, name, task, data, test_regimes
+                    )
 
     stale = []
     parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")

@@ -18,14 +18,13 @@ Three parts, each printed as it runs and written to
 3. **Shared expert.** On the same real set, the same mixtures with and
    without an always-on shared expert, and each expert alone.
 
-Run from the repository root: ``python -m benchmarks.balancing [--quick]``
-(``--quick``: fewer splits and configurations, a few minutes).
+Run from the repository root: ``python -m benchmarks.studies.balancing
+[--quick]`` (``--quick``: fewer splits and configurations, a few minutes;
+``--smoke``: a tiny run for the tests, seconds).
 """
 
 import argparse
-import shlex
 import sys
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -42,13 +41,13 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 from sklearn.tree import DecisionTreeClassifier
-from threadpoolctl import threadpool_limits
 
 from skmoe import MoEClassifier, MoERegressor
 
-from . import datasets, preprocessing, report
+from .. import datasets, preprocessing
+from .._common import RESULTS, command, header, log, md_table, single_threaded, timed
 
-OUT = Path(__file__).resolve().parent / "results" / "balancing"
+OUT = RESULTS / "balancing"
 
 #: The real set of parts 1 and 3: a few thousand rows, binary, mixed types.
 REAL_SET = "credit_data"
@@ -78,12 +77,10 @@ def fit_and_time(model, X, y):
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tic = time.perf_counter()
         try:
-            model.fit(X, y)
+            _, seconds = timed(lambda: model.fit(X, y))
         except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
-            return time.perf_counter() - tic, f"{type(exc).__name__}: {exc}", ""
-        seconds = time.perf_counter() - tic
+            return np.nan, f"{type(exc).__name__}: {exc}", ""
     counts = Counter(type(w.message).__name__ for w in caught)
     return seconds, "", ", ".join(f"{name} x{n}" for name, n in counts.items())
 
@@ -132,11 +129,11 @@ def mean_sd(values, fmt="{:.3f}"):
     return f"{fmt.format(values.mean())} ± {spread}"
 
 
-def real_splits(n_splits, n_repeats):
+def real_splits(n_splits, n_repeats, max_rows=None):
     """Preprocessed (X_train, X_test, y_train, y_test) of each held-out split
     of the real set: repeated stratified K-fold with a fixed seed, the shared
     preprocessing fitted on each training part."""
-    X, y, _ = datasets.load(REAL_SET)
+    X, y, _ = datasets.load(REAL_SET, max_rows=max_rows)
     folds = RepeatedStratifiedKFold(
         n_splits=n_splits, n_repeats=n_repeats, random_state=SEED
     )
@@ -207,12 +204,12 @@ def load_balance_record(moe, X_test, y_test):
     }
 
 
-def run_load_balance(n_splits, n_repeats, quick, log):
+def run_load_balance(sizes, log):
     """Part 1: every configuration on every split; one record each."""
     records = []
-    configs = load_balance_configs(quick)
+    configs = load_balance_configs(sizes.quick)[: sizes.configs]
     for split, (X_train, X_test, y_train, y_test) in enumerate(
-        real_splits(n_splits, n_repeats)
+        real_splits(sizes.splits, sizes.repeats, sizes.rows)
     ):
         for label, params in configs:
             moe = MoEClassifier(
@@ -292,26 +289,19 @@ def load_balance_table(records):
 # -- part 2: regime recovery -------------------------------------------------
 
 
-def regime_sets():
+def regime_sets(max_rows=None):
     """(name, X, y, true regime, expert, estimator class) of each synthetic
-    regime set of the registry.
-
-    The registry drops the ``regime`` column in :func:`datasets.load`; the
-    set's own generator (the same function, same default seed) gives it back,
-    and the features are checked to be the very rows ``load`` returns.
+    regime set of the registry (:func:`benchmarks.datasets.regimes` gives
+    back the ``regime`` column that :func:`benchmarks.datasets.load` drops).
     """
     experts = {"regression": LinearRegression(), "binary": LINEAR}
     for name, entry in datasets.REGISTRY.items():
         if entry.group != "regimes":
             continue
-        generator = getattr(datasets, entry.source.split("/", 1)[1])
-        frame = generator()
-        X, y, _ = datasets.load(name)
-        features = frame.drop(columns=[entry.target, *entry.drop])
-        if not np.allclose(features.to_numpy(), X.to_numpy()):
-            raise RuntimeError(f"{name}: the generator's rows differ from load()")
+        X, y, _ = datasets.load(name, max_rows=max_rows)
+        regime = datasets.regimes(name, max_rows=max_rows)
         estimator = MoERegressor if entry.task == "regression" else MoEClassifier
-        yield name, X, y, frame["regime"].to_numpy(), experts[entry.task], estimator
+        yield name, X, y, regime, experts[entry.task], estimator
 
 
 def regime_configs(quick):
@@ -343,16 +333,16 @@ def regime_configs(quick):
     return configs
 
 
-def run_regimes(seeds, quick, log):
+def run_regimes(sizes, log):
     """Part 2: ARI of the test rows' top expert against the true regime."""
     records = []
-    for name, X, y, regime, expert, estimator in regime_sets():
-        for seed in seeds:
+    for name, X, y, regime, expert, estimator in regime_sets(sizes.rows):
+        for seed in sizes.seeds:
             train, test = train_test_split(
                 np.arange(len(y)), test_size=0.25, stratify=regime, random_state=seed
             )
             X_train, X_test = preprocessing.transform_split(X, train, test)
-            for label, params in regime_configs(quick):
+            for label, params in regime_configs(sizes.quick)[: sizes.configs]:
                 moe = estimator(expert, n_experts=3, random_state=seed, **params)
                 seconds, error, warned = fit_and_time(moe, X_train, y[train])
                 record = {"part": "regimes", "set": name, "config": label}
@@ -441,11 +431,11 @@ def shared_configs():
     ]
 
 
-def run_shared(n_splits, n_repeats, log):
+def run_shared(sizes, log):
     """Part 3: held-out scores of each configuration on the real set."""
     records = []
     for split, (X_train, X_test, y_train, y_test) in enumerate(
-        real_splits(n_splits, n_repeats)
+        real_splits(sizes.splits, sizes.repeats, sizes.rows)
     ):
         for label, template in shared_configs():
             model = clone(template)
@@ -535,9 +525,7 @@ def goal_line(table, what):
 
 def markdown_table(frame):
     """A table without its error column when nothing failed."""
-    if "error" in frame and not frame["error"].astype(bool).any():
-        frame = frame.drop(columns="error")
-    return report._md_table(frame)
+    return md_table(frame, drop_empty_error=True)
 
 
 def write_summary(out, head, tables, protocol_notes):
@@ -563,53 +551,74 @@ def write_summary(out, head, tables, protocol_notes):
     (out / "summary.md").write_text(text + "\n")
 
 
+#: Sizes of each mode: splits x repeats of the real set, seeds of the regime
+#: sets, row cap (None: every row), configurations kept (None: all).
+MODES = {
+    "full": dict(splits=5, repeats=2, seeds=(0, 1, 2, 3, 4), rows=None, configs=None),
+    "quick": dict(splits=3, repeats=1, seeds=(0, 1), rows=None, configs=None),
+    "smoke": dict(splits=2, repeats=1, seeds=(0,), rows=400, configs=2),
+}
+
+
 def parser():
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.balancing", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.studies.balancing",
+        description=__doc__.splitlines()[0],
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--quick", action="store_true", help="fewer splits, seeds and configurations"
+    )
+    mode.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny (400 rows, 2 splits, 1 seed, 2 configurations a part): a test",
     )
     p.add_argument("--out", default=str(OUT), help="report folder")
     return p
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    n_splits, n_repeats = (3, 1) if args.quick else (5, 2)
-    seeds = (0, 1) if args.quick else (0, 1, 2, 3, 4)
-    tic = time.perf_counter()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    sizes = argparse.Namespace(quick=mode != "full", **MODES[mode])
 
-    def log(line):
-        print(line, flush=True)
+    def run_parts():
+        # torch too: backprop training uses it, and the machine is shared
+        with single_threaded(torch=True):
+            balance = run_load_balance(sizes, log)
+            balance_summary = load_balance_table(balance)
+            log("\n" + markdown_table(balance_summary) + "\n")
+            regimes = run_regimes(sizes, log)
+            regimes_summary = regimes_table(regimes)
+            log("\n" + markdown_table(regimes_summary) + "\n")
+            shared = run_shared(sizes, log)
+            shared_summary, effects = shared_table(shared), shared_effects(shared)
+            log("\n" + markdown_table(shared_summary) + "\n")
+            log(markdown_table(effects) + "\n")
+        return (
+            balance,
+            regimes,
+            shared,
+            (
+                balance_summary,
+                regimes_summary,
+                shared_summary,
+                effects,
+            ),
+        )
 
-    # One thread everywhere, torch included: the machine is shared, and
-    # single-threaded fit times compare like with like.
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
-    with threadpool_limits(limits=1):
-        balance = run_load_balance(n_splits, n_repeats, args.quick, log)
-        balance_summary = load_balance_table(balance)
-        log("\n" + markdown_table(balance_summary) + "\n")
-        regimes = run_regimes(seeds, args.quick, log)
-        regimes_summary = regimes_table(regimes)
-        log("\n" + markdown_table(regimes_summary) + "\n")
-        shared = run_shared(n_splits, n_repeats, log)
-        shared_summary, effects = shared_table(shared), shared_effects(shared)
-        log("\n" + markdown_table(shared_summary) + "\n")
-        log(markdown_table(effects) + "\n")
-
+    (balance, regimes, shared, tables), seconds = timed(run_parts)
+    n_splits, n_repeats, seeds = sizes.splits, sizes.repeats, sizes.seeds
     records = pd.concat([with_costs(balance), regimes, shared], ignore_index=True)
     records.to_csv(out / "records.csv", index=False)
-    minutes = (time.perf_counter() - tic) / 60
+    minutes = seconds / 60
     splits = f"{n_repeats} x stratified {n_splits}-fold (seed {SEED})"
+    if sizes.rows:
+        splits += f", at most {sizes.rows} rows a set"
     tree = repr(TREE)  # scikit-learn shows the parameters that differ from default
     notes = {
         "balance": (
@@ -649,17 +658,17 @@ def main(argv=None):
             "the test rows."
         ),
     }
-    command = "python -m benchmarks.balancing " + shlex.join(argv)
     protocol = (
         f"load balance and shared expert on {REAL_SET} ({splits}); regimes on "
         f"the two synthetic sets, seeds {list(seeds)}; single-threaded (BLAS "
         f"and torch) on a 2-core CPU shared with other jobs, so fit times are "
         f"noisy; took {minutes:.1f} min"
     )
-    head = report.header(
-        "skmoe balancing, regime recovery, shared expert", command.strip(), protocol
+    head = header(
+        "skmoe balancing, regime recovery, shared expert",
+        command("benchmarks.studies.balancing", argv),
+        protocol,
     )
-    tables = (balance_summary, regimes_summary, shared_summary, effects)
     write_summary(out, head, tables, notes)
     print(f"wrote {out / 'summary.md'} and records.csv ({minutes:.1f} min)")
 

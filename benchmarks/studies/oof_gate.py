@@ -19,18 +19,23 @@ weights. The cost is Stacking's plus the gate's EM.
 Protocol: the quick sets, at most 2,000 rows, one 3-fold split (stratified
 for classification, seed 0), the shared preprocessing, the zoo's expert pool
 (forests seeded), Stacking over the same pool; the sets' ranking metrics.
+The report goes to ``benchmarks/results/oof_gate/oof_gate.md``.
 
 Command::
 
-    python -m benchmarks.oof_gate_experiment            # C = 1 and 0.01
-    python -m benchmarks.oof_gate_experiment --C 0.1
+    python -m benchmarks.studies.oof_gate            # C = 1 and 0.01
+    python -m benchmarks.studies.oof_gate --C 0.1
+    python -m benchmarks.studies.oof_gate --sets breast_cancer --max-rows 300
 """
 
 import argparse
-import time
+import sys
 import warnings
+from functools import partial
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.ensemble import StackingClassifier, StackingRegressor
@@ -38,7 +43,10 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from skmoe import SoftmaxGate
 
-from . import datasets, metrics, models, preprocessing
+from .. import datasets, metrics, models, preprocessing
+from .._common import RESULTS, command, header, log, md_table, single_threaded, timed
+
+OUT = RESULTS / "oof_gate"
 
 PROBA_FLOOR = 1e-6
 
@@ -104,9 +112,9 @@ def seeded_pool(task):
     ]
 
 
-def run_set(name, C):
+def run_set(name, C, max_rows=2000):
     task = datasets.REGISTRY[name].task
-    X, y, _ = datasets.load(name, max_rows=2000)
+    X, y, _ = datasets.load(name, max_rows=max_rows)
     metric, higher_is_better = metrics.PRIMARY[task]
     scores, time_ratio = {}, []
     stratify = None if task == "regression" else y
@@ -115,15 +123,14 @@ def run_set(name, C):
         X_train, X_test = np.asarray(X_train, float), np.asarray(X_test, float)
         pool = seeded_pool(task)
         outputs = {}
-        tic = time.perf_counter()
-        outputs["gate"] = oof_gate_predict(task, pool, X_train, y[train], X_test, C)
-        gate_seconds = time.perf_counter() - tic
+        outputs["gate"], gate_seconds = timed(
+            partial(oof_gate_predict, task, pool, X_train, y[train], X_test, C)
+        )
         stacking = (StackingRegressor if task == "regression" else StackingClassifier)(
             seeded_pool(task), cv=5
         )
-        tic = time.perf_counter()
-        stacking.fit(X_train, y[train])
-        time_ratio.append(gate_seconds / (time.perf_counter() - tic))
+        _, stacking_seconds = timed(partial(stacking.fit, X_train, y[train]))
+        time_ratio.append(gate_seconds / stacking_seconds)
         outputs["stacking"] = _output(stacking, task, X_test)
         for expert_name, expert in pool:
             fitted = clone(expert).fit(X_train, y[train])
@@ -147,33 +154,71 @@ def run_set(name, C):
     )
 
 
+def table(rows):
+    """The markdown table of one C's rows."""
+    frame = pd.DataFrame(rows)
+    for column in ("at_least_best", "beats_stacking"):
+        frame[column] = frame[column].map({True: "yes", False: "no"})
+    frame = frame.rename(
+        columns={
+            "best_expert": "best expert",
+            "stacking": "Stacking",
+            "at_least_best": ">= best",
+            "beats_stacking": "> Stacking",
+            "time_vs_stacking": "time / stack",
+        }
+    )
+    return md_table(frame, "{:.4f}")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.oof_gate_experiment")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.oof_gate")
     parser.add_argument(
         "--C", type=float, action="append", help="gate C (repeatable; default 1, 0.01)"
     )
+    parser.add_argument(
+        "--sets",
+        default=",".join(datasets.QUICK_SETS),
+        help="comma-separated set names (default: the quick sets)",
+    )
+    parser.add_argument("--max-rows", type=int, default=2000, help="default 2000")
+    parser.add_argument("--out", type=Path, default=OUT, help="report folder")
     args = parser.parse_args(argv)
+    sets = [name for name in args.sets.split(",") if name]
     warnings.simplefilter("ignore")
-    for C in args.C or [1.0, 0.01]:
-        rows = [run_set(name, C) for name in datasets.QUICK_SETS]
-        print(f"\nSoftmaxGate(C={C}) over out-of-fold likelihoods, quick sets")
-        print(
-            "| set | metric | gate | best expert | Stacking | >= best | time / stack |"
-        )
-        print("|---|---|---:|---:|---:|---|---:|")
-        for row in rows:
-            print(
-                f"| {row['set']} | {row['metric']} | {row['gate']:.4f} | "
-                f"{row['best_expert']:.4f} | {row['stacking']:.4f} | "
-                f"{'yes' if row['at_least_best'] else 'no'} | "
-                f"{row['time_vs_stacking']:.2f} |"
-            )
-        at_least = sum(row["at_least_best"] for row in rows)
-        beats = sum(row["beats_stacking"] for row in rows)
-        print(
-            f"\nat least the best expert on {at_least} of {len(rows)} sets; "
-            f"better than Stacking on {beats}"
-        )
+    sections = []
+
+    def run_all():
+        with single_threaded():
+            for C in args.C or [1.0, 0.01]:
+                rows = [run_set(name, C, args.max_rows) for name in sets]
+                at_least = sum(row["at_least_best"] for row in rows)
+                beats = sum(row["beats_stacking"] for row in rows)
+                text = (
+                    f"## SoftmaxGate(C={C}) over out-of-fold likelihoods\n\n"
+                    f"{table(rows)}\n\nat least the best expert on {at_least} "
+                    f"of {len(rows)} sets; better than Stacking on {beats}"
+                )
+                log(text + "\n")
+                sections.append(text)
+
+    _, seconds = timed(run_all)
+    protocol = (
+        f"{len(sets)} sets, at most {args.max_rows} rows, one 3-fold split, the "
+        "zoo's pool, Stacking(cv=5) over it (see the module's docstring); "
+        "time / stack is the median over the folds of the fit time ratio, the "
+        f"gate's EM included; single-threaded; took {seconds / 60:.1f} min"
+    )
+    head = header(
+        "Experiment: a gate over fixed out-of-fold expert likelihoods",
+        command("benchmarks.studies.oof_gate", argv),
+        protocol,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "oof_gate.md"
+    path.write_text("\n\n".join([head, *sections]) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

