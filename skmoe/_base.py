@@ -89,7 +89,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         *,
         n_experts=None,
         top_k=None,
-        training="em",
+        training="crossfit",
         specialise="auto",
         gate="softmax",
         balance=None,

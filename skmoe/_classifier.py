@@ -23,10 +23,18 @@ class MoEClassifier(
     among the k most responsible experts for, and the E-step scores each
     sample's 2k gate favourites so that samples can move between experts.
 
-    Fitting is by expectation-maximisation: the E-step computes each expert's
-    responsibility for each sample, ``r_ij ~ g_j(x_i) p_j(y_i | x_i)``; the
-    M-step refits every expert with ``sample_weight = w_i * r_ij`` (on the rows
-    where that weight is not negligible) and the gate to the responsibilities.
+    By default (``training="crossfit"``) the gate learns from out-of-fold
+    evidence only, as ``StackingClassifier`` learns its final estimator: each
+    expert is fitted on the ``K - 1`` training folds of ``cv`` and predicts
+    the held-out fold, the gate is fitted by EM over those fixed out-of-fold
+    likelihoods (E-step ``r_ij ~ g_j(x_i) p_j(y_i | x_i)``, M-step the gate
+    fitted to ``r``), and its regularisation is chosen by cross-validation
+    over the same evidence among candidates that run down to the constant
+    gate and to each single expert, so that the mixture can always fall back
+    to a blend or to its best expert. Optional specialisation rounds refit
+    the experts with the responsibilities as sample weights, kept only when
+    the held-out log-loss improves; the experts are finally fitted on all
+    rows. ``training="em"`` is the classical in-sample EM.
 
     Read more in the :ref:`User Guide <user_guide>` (``docs/user_guide.md``).
 
@@ -46,23 +54,45 @@ class MoEClassifier(
     top_k : int, default=None
         Route each sample to its ``top_k`` highest-weighted experts only;
         ``None`` mixes all experts.
-    training : {"em", "hard_em", "backprop"}, default="em"
-        ``"em"`` uses soft responsibilities; ``"hard_em"`` gives each sample
-        wholly to its most responsible expert (classification EM);
-        ``"backprop"`` trains the gate by minibatch gradient descent (Adam)
-        on the mixture's negative log-likelihood plus its penalties, with the
-        experts held fixed, and refits the experts on the posterior weights
-        between gate steps. Backprop scores every expert on every row at each
-        iteration (the gate may send a row anywhere); the refits still cost
-        about ``n * top_k`` rows. It needs torch (``pip install
-        "skmoe[torch]"``); the fitted linear gate does not. When every
-        expert is a :class:`TorchMLPClassifier` of one architecture, the gate
-        and the experts are instead trained end to end as one torch module
-        (see ``fused_``).
+    training : {"crossfit", "em", "hard_em", "backprop"}, default="crossfit"
+        ``"crossfit"`` fits the gate over out-of-fold evidence (above); it
+        costs ``K + 1`` fits per expert, as ``StackingClassifier(cv=K)``
+        does, plus ``K`` per expert for each specialisation round. The
+        other three are the in-sample algorithms, which refit every expert
+        at every iteration. ``"em"`` uses soft responsibilities;
+        ``"hard_em"`` gives each sample wholly to its most responsible
+        expert (classification EM); ``"backprop"`` trains the gate by
+        minibatch gradient descent (Adam) on the mixture's negative
+        log-likelihood plus its penalties, with the experts held fixed, and
+        refits the experts on the posterior weights between gate steps.
+        Backprop scores every expert on every row at each iteration (the
+        gate may send a row anywhere); the refits still cost about ``n *
+        top_k`` rows. It needs torch (``pip install "skmoe[torch]"``); the
+        fitted linear gate does not. When every expert is a
+        :class:`TorchMLPClassifier` of one architecture, the gate and the
+        experts are instead trained end to end as one torch module (see
+        ``fused_``; ``training_strategy_ == "fused"``). The in-sample EM is
+        the better choice when the experts cannot memorise their rows
+        (linear models, shallow trees) and the regions of the data call for
+        different experts, or with the options only it has
+        (``capacity_factor``, ``shared_expert``, ``n_init``).
+    specialise : "auto" or int, default="auto"
+        Under ``training="crossfit"``, the most specialisation rounds: the
+        experts are cross-fitted again with the gate's responsibilities as
+        sample weights (with ``top_k``, each row's k most responsible
+        experts) and a new gate is chosen; a round is kept only if the
+        held-out loss improves, and the first that does not ends them.
+        ``"auto"`` is 0 for a list of experts (a gated stacking of the
+        experts as given) and 10 for clones of one template, which start from
+        k-means clusters and specialise. Ignored by the other algorithms.
     gate : {"softmax", "mlp"} or gate object, default="softmax"
         The gate: ``"softmax"`` is :class:`SoftmaxGate`, ``"mlp"`` is
         :class:`MLPGate` (torch), each with its defaults; pass
         ``SoftmaxGate(C=...)`` to tune it (``gate__C`` in a grid search).
+        Under ``training="crossfit"``, ``"softmax"`` stands for
+        ``SoftmaxGate`` with ``C`` in (0.01, 0.1, 1), chosen by
+        cross-validation together with the constant gate and each single
+        expert; a gate object is the one fitted candidate beside those.
     balance : {"switch", "importance", "entropy"}, default=None
         When set, overrides the gate's ``balance``: the penalty that spreads
         the routing over the experts (formulas and sources in
@@ -101,33 +131,40 @@ class MoEClassifier(
         shape (n_samples, n_experts) is used as given. ``"auto"`` is
         ``"kmeans"`` for clones of one template (uniform responsibilities
         would leave identical clones identical) and ``"uniform"`` for a list
-        of experts.
+        of experts. Under ``training="crossfit"`` they are the sample weights
+        of the first cross-fit (``"uniform"``: every expert on every row at
+        full weight).
     max_iter : int, default=20
-        Most EM iterations per initialisation.
+        Most EM iterations per initialisation (under ``"crossfit"``, of each
+        EM of the gate over the fixed evidence).
     tol : float, default=1e-3
         Stop when the mean per-sample negative log-likelihood changes by less
         than ``tol`` between iterations. The iterate with the lowest loss is
         kept (EM with top-k routing, hard assignments or ``cv`` need not
         improve at every step).
     n_init : int, default=1
-        Number of initialisations; the one whose kept iterate has the lowest
-        loss is kept.
+        Number of initialisations of the in-sample algorithms; the one whose
+        kept iterate has the lowest loss is kept. Not with ``"crossfit"``.
     cv : int, cross-validation generator or iterable, default=None
-        When set, the E-step scores each sample with the out-of-fold
-        prediction of each expert, as ``StackingClassifier`` does. Use it with
-        high-capacity experts (deep trees, k-NN, large forests): in-sample
-        they fit their own rows almost perfectly, would claim every sample,
-        and the gate would learn nothing. It multiplies the cost of a refit
-        by the number of folds.
+        The folds of ``training="crossfit"``: ``None`` is 5, stratified, as
+        in ``StackingClassifier``. For the in-sample algorithms, when set,
+        the E-step scores each sample with the out-of-fold prediction of
+        each expert: use it with high-capacity experts (deep trees, k-NN,
+        large forests), which in sample fit their own rows almost perfectly,
+        would claim every sample, and leave the gate nothing to learn. It
+        multiplies the cost of a refit by the number of folds.
     n_jobs : int, default=None
-        Experts (and folds) refitted in parallel through joblib. ``None`` is 1
-        unless in a ``joblib.parallel_backend`` context; -1 uses all cores.
-        Results do not depend on it.
+        Experts (and folds) fitted in parallel through joblib: each (fold x
+        expert) fit is one task, so under ``joblib.parallel_backend("dask")``
+        (or Ray's) they run on a cluster. ``None`` is 1 unless in a
+        ``joblib.parallel_backend`` context; -1 uses all cores. Results do not
+        depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the experts' own ``random_state`` where it
         is ``None``, and the resamples. An int makes every result repeatable.
     verbose : int, default=0
-        Print the loss of every EM iteration when positive.
+        Print the loss of every EM iteration (every round under
+        ``"crossfit"``) when positive.
 
     Attributes
     ----------
@@ -148,7 +185,8 @@ class MoEClassifier(
         False for an expert dropped after collapsing twice.
     expert_load_ : ndarray of shape (n_experts,)
         Share of the (weighted) training samples each expert is responsible
-        for, from the E-step of the kept iterate; sums to one.
+        for, from the E-step of the kept iterate (under ``"crossfit"``, of
+        the gate's EM over the out-of-fold evidence); sums to one.
     top_choice_load_ : ndarray of shape (n_experts,)
         Weighted fraction of the training rows whose largest routing weight
         (``gate_proba``) is the expert's, under the fitted gate; sums to one.
@@ -177,13 +215,33 @@ class MoEClassifier(
         Weighted mean negative log-likelihood of the training data under the
         kept iterate (the lowest in ``loss_curve_`` unless penalties or
         capacity are set, see ``objective_curve_``; with ``cv``, of their
-        out-of-fold predictions).
+        out-of-fold predictions). Under ``"crossfit"``, the held-out
+        log-loss of the kept round: of the experts out of fold, and of the
+        chosen gate on the rows its own cross-validation held out.
     loss_curve_ : list of float
-        The loss after each EM iteration of the kept initialisation.
+        The loss after each EM iteration of the kept initialisation; under
+        ``"crossfit"``, the held-out loss of each round (round 0 first),
+        the rounds not kept included.
     n_iter_ : int
-        EM iterations of the kept initialisation.
+        EM iterations of the kept initialisation (epochs of the fused
+        module; rounds evaluated under ``"crossfit"``, round 0 included).
     converged_ : bool
-        Whether the kept initialisation reached ``tol``.
+        Whether the kept initialisation reached ``tol``; under
+        ``"crossfit"``, whether the rounds ended before ``specialise``
+        ran out.
+    training_strategy_ : str
+        The algorithm that ran: ``"crossfit"``, ``"em"``, ``"hard_em"``,
+        ``"backprop"``, or ``"fused"`` (backprop as one torch module).
+    gate_selection_ : dict
+        Under ``"crossfit"`` only: the gate candidates of the kept round
+        (``"candidates"``, their labels), their held-out ``"loss"`` and
+        ``"log_likelihood"`` (weighted means over the rows the gate's
+        cross-validation held out), and the ``"selected"`` label.
+    oof_log_likelihood_ : list of float
+        Under ``"crossfit"`` only: the held-out mean log-likelihood of the
+        mixture with the chosen gate, per round (as ``loss_curve_``).
+    n_specialisation_rounds_ : int
+        Under ``"crossfit"`` only: the specialisation rounds kept.
     fused_ : FusedResult or None
         With ``training="backprop"`` and experts that are all torch MLPs of
         one architecture (and no ``shared_expert``, ``capacity_factor``,
@@ -219,6 +277,9 @@ class MoEClassifier(
     >>> moe.predict_proba(X[:2]).round(3)
     array([[1., 0.],
            [1., 0.]])
+    >>> moe.gate_selection_["selected"]
+    'expert: lr'
+
     >>> moe.gate_proba(X[:2]).shape
     (2, 2)
     """

@@ -17,7 +17,12 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     ``return_std=True`` also the mixture's standard deviation, which adds the
     spread between the experts to their own noise.
 
-    Fitting is by expectation-maximisation, as in :class:`MoEClassifier`.
+    By default (``training="crossfit"``) the gate learns from the experts'
+    out-of-fold predictions, as in :class:`MoEClassifier`: each expert's
+    noise variance is re-estimated in every M-step of the gate's EM from its
+    responsibility-weighted out-of-fold residuals, and the gate (down to
+    the constant gate and each single expert) is chosen by the held-out
+    squared error of the mixture mean, what :meth:`predict` returns.
 
     Parameters
     ----------
@@ -32,15 +37,21 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     top_k : int, default=None
         Route each sample to its ``top_k`` highest-weighted experts only;
         ``None`` mixes all experts.
-    training : {"em", "hard_em", "backprop"}, default="em"
-        Soft responsibilities, each sample wholly to its best expert, or the
+    training : {"crossfit", "em", "hard_em", "backprop"}, default="crossfit"
+        Cross-fitted training (above), or one of the in-sample algorithms:
+        soft responsibilities, each sample wholly to its best expert, or the
         gate trained by gradient steps on the mixture likelihood (needs
         torch; see :class:`MoEClassifier`). With :class:`TorchMLPRegressor`
-        experts of one architecture, the gate and the experts are trained end
-        to end as one torch module (see ``fused_``).
+        experts of one architecture, ``"backprop"`` trains the gate and the
+        experts end to end as one torch module (see ``fused_``).
+    specialise : "auto" or int, default="auto"
+        Most specialisation rounds under ``"crossfit"``, each kept only if
+        the held-out squared error improves; ``"auto"`` is 0 for a list of
+        experts and 10 for clones (see :class:`MoEClassifier`).
     gate : {"softmax", "mlp"} or gate object, default="softmax"
         ``"softmax"`` is :class:`SoftmaxGate`, ``"mlp"`` :class:`MLPGate`
-        (torch), each with its defaults.
+        (torch), each with its defaults; under ``"crossfit"``, ``"softmax"``
+        stands for ``C`` in (0.01, 0.1, 1), chosen by cross-validation.
     balance, balance_strength, z_loss : default=None
         When set, override the gate's parameters of the same names
         (balancing penalty; see :class:`SoftmaxGate`).
@@ -58,18 +69,23 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         Initial responsibilities; ``"auto"`` is ``"kmeans"`` for clones of
         one template and ``"uniform"`` for a list (see :class:`MoEClassifier`).
     max_iter : int, default=20
-        Most EM iterations per initialisation.
+        Most EM iterations per initialisation (under ``"crossfit"``, of each
+        EM of the gate).
     tol : float, default=1e-3
         Stop when the mean per-sample negative log-likelihood changes by less
         than ``tol``. The iterate with the lowest loss is kept.
     n_init : int, default=1
-        Number of initialisations; the one whose kept iterate has the lowest
-        loss is kept.
+        Number of initialisations of the in-sample algorithms; the one whose
+        kept iterate has the lowest loss is kept. Not with ``"crossfit"``.
     cv : int, cross-validation generator or iterable, default=None
-        Score the E-step with out-of-fold predictions (for high-capacity
-        experts that fit their own rows exactly; see :class:`MoEClassifier`).
+        The folds of ``"crossfit"`` (``None`` is 5, as in
+        ``StackingRegressor``); for the in-sample algorithms, when set, the
+        E-step scores rows with out-of-fold predictions (see
+        :class:`MoEClassifier`).
     n_jobs : int, default=None
-        Experts (and folds) refitted in parallel; results do not depend on it.
+        Experts (and folds) fitted in parallel, each (fold x expert) fit one
+        joblib task (a Dask or Ray backend spreads them over a cluster);
+        results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Makes every result repeatable when an int.
     verbose : int, default=0
@@ -89,7 +105,8 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     active_experts_ : ndarray of bool, shape (n_experts,)
     expert_load_ : ndarray of shape (n_experts,)
         Share of the training samples each expert is responsible for, from
-        the E-step of the kept iterate.
+        the E-step of the kept iterate (under ``"crossfit"``, of the gate's
+        EM over the out-of-fold evidence).
     top_choice_load_ : ndarray of shape (n_experts,)
         Weighted fraction of the training rows whose largest routing weight
         (``gate_proba``) is the expert's, under the fitted gate; sums to one.
@@ -118,10 +135,23 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         Weighted mean negative log-likelihood of the training data under the
         kept iterate (the lowest in ``loss_curve_`` unless penalties or
         capacity are set, see ``objective_curve_``; with ``cv``, of their
-        out-of-fold predictions).
+        out-of-fold predictions). Under ``"crossfit"``, the held-out squared
+        error of the mixture mean of the kept round.
     loss_curve_ : list of float
+        The loss per EM iteration; under ``"crossfit"``, the held-out squared
+        error of the mixture mean per round (see :class:`MoEClassifier`).
     n_iter_ : int
     converged_ : bool
+    training_strategy_ : str
+        The algorithm that ran (see :class:`MoEClassifier`).
+    gate_selection_ : dict
+        Under ``"crossfit"`` only: the gate candidates, their held-out loss
+        (squared error of the mean) and log-likelihood, and the one chosen.
+    oof_log_likelihood_ : list of float
+        Under ``"crossfit"`` only: the held-out mean log-likelihood of the
+        mixture per round.
+    n_specialisation_rounds_ : int
+        Under ``"crossfit"`` only: the specialisation rounds kept.
     fused_ : FusedResult or None
         The gate and :class:`TorchMLPRegressor` experts trained end to end
         as one torch module, when they were (see :class:`MoEClassifier`);

@@ -98,6 +98,7 @@ CONFIGS = {
             False,
         ),
         ("em_cv", lambda: MoEClassifier(_lr_tree(), training="em", cv=3), False),
+        ("crossfit", lambda: MoEClassifier(_lr_tree(), training="crossfit"), False),
     ],
     MoERegressor: [
         (
@@ -113,6 +114,13 @@ CONFIGS = {
                 top_k=1,
                 shared_expert=LinearRegression(),
                 training="em",
+            ),
+            False,
+        ),
+        (
+            "crossfit_clones",
+            lambda: MoERegressor(
+                LinearRegression(), n_experts=2, top_k=1, training="crossfit"
             ),
             False,
         ),
