@@ -1,6 +1,5 @@
 """What MoEClassifier and MoERegressor share: parameters, fitting, routing."""
 
-import sys
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -22,6 +21,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
 from ._em import (
@@ -52,16 +52,13 @@ from ._warnings import (
     InconsistentVersionWarning,
 )
 
-_INSTALL_HINT = 'pip install "skmoe[torch]"'
 # The name the shared expert goes by among the experts (expert_names_).
 SHARED_NAME = "shared"
 
 
 def _mlp_gate(**params):
     # torch is an optional extra: imported only when an MLP gate is asked for
-    from ._torch_gates import MLPGate
-
-    return MLPGate(**params)
+    return _torch_bridge.public_name("MLPGate")(**params)
 
 
 _GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
@@ -323,7 +320,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 except ImportError as exc:
                     raise ImportError(
                         "training='backprop' trains the SoftmaxGate with torch, an "
-                        f"optional dependency: {_INSTALL_HINT}."
+                        f"optional dependency: {_torch_bridge.INSTALL_HINT}."
                     ) from exc
         if self.noisy_gating and (self.training != "backprop" or self.top_k is None):
             raise ValueError(
@@ -376,7 +373,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         """The torch MLP template when the mixture trains as one fused module.
 
         That is with ``training="backprop"`` when every expert is a
-        TorchMLP of one architecture (``_fused.fused_template``) and the
+        TorchMLP of one architecture (``skmoe.torch.fused.fused_template``) and the
         gate a SoftmaxGate or MLPGate. Options that only the alternating
         loop of gate steps and expert refits has (a shared expert, capacity,
         ``cv``, initial responsibilities) keep that loop: None.
@@ -389,17 +386,14 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
         if self.training != "backprop" or alternating_only:
             return None
-        torch_mlp = sys.modules.get("skmoe._torch_mlp")
-        if torch_mlp is None or torch_mlp._IMPORT_ERROR is not None:
-            # No TorchMLP has been made in this process, or torch is missing
-            # (the experts' own fit then says so): torch is not imported for
-            # nothing.
+        if not all(getattr(type(e), "_skmoe_fusable", False) for e in estimators):
+            # Experts that cannot fuse (every expert but the TorchMLPs, which
+            # declare it): torch is not imported for nothing.
             return None
-        from ._fused import fused_template, gate_architecture
-
-        if gate_architecture(gate) is None:
+        fused = _torch_bridge.fused()
+        if fused.gate_architecture(gate) is None:
             return None
-        return fused_template(estimators, self._expert_kind)
+        return fused.fused_template(estimators, self._expert_kind)
 
     def _fit_fused(self, template, gate, estimators, X, y, sample_weight):
         """Train the fused module ``n_init`` times; keep the lowest objective.
@@ -418,8 +412,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             ``log g_j(x_i) + log p_j(y_i | x_i)`` of the routed experts, -inf
             elsewhere.
         """
-        from ._fused import fit_fused, gate_architecture
-
+        fused = _torch_bridge.fused()
         # the EM path validates the gate in gate.fit; here it is only read
         gate._validate_params()
         random_state = check_random_state(self.random_state)
@@ -436,13 +429,13 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             tol=self.tol,
             n_iter_no_change=FUSED_PATIENCE,
             verbose=self.verbose,
-            **gate_architecture(gate),
+            **fused.gate_architecture(gate),
         )
         best = None
         for restart in range(self.n_init):
             if self.verbose:
                 print(f"Initialisation {restart + 1} of {self.n_init} (fused)")
-            result = fit_fused(
+            result = fused.fit_fused(
                 X, y, sample_weight, random_state=random_state, **options
             )
             logits = result.gate_logits(X)
@@ -470,8 +463,6 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         module's loss with that routing, as EM's ``loss_`` is (the curves are
         minibatch averages taken during training).
         """
-        from ._fused import FusedGate
-
         n_experts = result.n_experts
         regressor = result.task == "regressor"
         return EMResult(
@@ -479,7 +470,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
                 result.export_expert(j, template=estimator)
                 for j, estimator in enumerate(estimators)
             ],
-            gate=FusedGate(result),
+            gate=_torch_bridge.fused().FusedGate(result),
             noise=list(result.noise_variance) if regressor else [None] * n_experts,
             active=np.ones(n_experts, dtype=bool),
             responsibilities=softmax(log_joint, axis=1),
