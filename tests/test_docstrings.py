@@ -1,4 +1,7 @@
-"""The examples in skmoe's docstrings run and print what they say."""
+"""The examples in skmoe's docstrings run and print what they say.
+
+Those of skmoe.torch are in tests/torch/test_torch_docstrings.py.
+"""
 
 import doctest
 import importlib
@@ -20,11 +23,3 @@ def test_docstring_examples(name):
     assert result.attempted > 0
     assert result.failed == 0
 
-
-def test_torch_docstring_examples():
-    pytest.importorskip("torch")
-    pytest.importorskip("skorch")
-    module = importlib.import_module("skmoe._torch_mlp")
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

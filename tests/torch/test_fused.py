@@ -1,6 +1,6 @@
-"""The fused all-torch mixture (skmoe._fused): module, dispatch, training, persistence.
+"""The fused mixture (skmoe.torch.fused): module, dispatch, training, persistence.
 
-Skipped without torch and skorch. Tests marked ``gpu`` need CUDA and are
+Skipped without torch and skorch (tests/torch/conftest.py). Tests marked ``gpu`` need CUDA and are
 deselected by default (``pytest -m gpu`` runs them).
 """
 
@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, logsumexp
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("skorch")
+import torch
 
 from skmoe import TorchMLPClassifier, TorchMLPRegressor  # noqa: E402
-from skmoe._fused import (  # noqa: E402
+from skmoe.torch.fused import (  # noqa: E402
     FusedMixture,
     StackedMLP,
     _dispatch,
@@ -26,7 +25,7 @@ from skmoe._fused import (  # noqa: E402
     fused_template,
 )
 from skmoe._routing import routed_weights, top_k_mask  # noqa: E402
-from skmoe._torch_mlp import _MLPModule  # noqa: E402
+from skmoe.torch.mlp import _MLPModule  # noqa: E402
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"
@@ -530,7 +529,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
 from skmoe import MLPGate, MoEClassifier, MoERegressor, SoftmaxGate  # noqa: E402
-from skmoe._fused import FusedGate, FusedResult  # noqa: E402
+from skmoe.torch.fused import FusedGate, FusedResult  # noqa: E402
 
 
 def torch_moe(task="regressor", n_experts=4, epochs=5, **params):
