@@ -65,7 +65,8 @@ _GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
 # Mixture parameters that, when set, override the gate's own of the same name.
 _GATE_OVERRIDES = ("balance", "balance_strength", "z_loss")
 # The fused mixture stops once its loss has not improved by more than tol for
-# this many epochs in a row (MLPClassifier's n_iter_no_change).
+# more than this many epochs in a row (MLPClassifier's n_iter_no_change, and
+# its rule: skmoe.torch.training.NoImprovement).
 FUSED_PATIENCE = 10
 
 
@@ -603,8 +604,8 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             epochs = self.fused_.template.max_epochs
             return (
                 f"{name} (fused) did not converge: in the experts' max_epochs="
-                f"{epochs} epochs its training loss never went {FUSED_PATIENCE} "
-                f"epochs in a row without improving by more than tol={self.tol}. "
+                f"{epochs} epochs its training loss never went more than "
+                f"{FUSED_PATIENCE} epochs in a row without improving by more than tol={self.tol}. "
                 "Increase the experts' max_epochs, or tol."
             )
         if result.n_iter > 1:
