@@ -1,5 +1,6 @@
 """skmoe: mixture-of-experts estimators for tabular data, in the scikit-learn API."""
 
+from . import _torch_bridge
 from ._classifier import MoEClassifier
 from ._gates import ConstantGate, SoftmaxGate
 from ._regressor import MoERegressor
@@ -24,24 +25,18 @@ __all__ = [
     "__version__",
 ]
 
-# The torch experts and gate are imported on first use, so that ``import skmoe``
-# never imports torch (an optional extra: pip install "skmoe[torch]").
-_LAZY = {
-    "MLPGate": "._torch_gates",
-    "TorchMLPClassifier": "._torch_mlp",
-    "TorchMLPRegressor": "._torch_mlp",
-}
+# The torch experts and gate (skmoe.torch) are imported on first use, through
+# the bridge, so that ``import skmoe`` never imports torch (an optional extra:
+# pip install "skmoe[torch]").
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _torch_bridge.PUBLIC_NAMES:
+        value = _torch_bridge.public_name(name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_torch_bridge.PUBLIC_NAMES))

@@ -25,7 +25,10 @@ which is unchanged by adding a constant to every ``a_j``.
 
 :func:`balance_penalty` applies a penalty to some of the experts only. The
 torch twins of these functions, for gates trained by backprop, are in
-``skmoe._torch_balance``.
+:mod:`skmoe.torch.balance`; they share these names but return a tensor (for
+autograd) rather than a ``(value, gradient)`` pair, so the torch code refers
+to them by namespace (``from skmoe.torch import balance as tb;
+tb.z_loss_penalty``).
 """
 
 import numpy as np

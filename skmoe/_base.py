@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
 from ._experts import check_expert, check_top_k, resolve_experts
@@ -41,10 +42,8 @@ SHARED_NAME = "shared"
 
 
 def _mlp_gate(**params):
-    # torch is an optional extra: imported only when an MLP gate is asked for
-    from ._torch_gates import MLPGate
-
-    return MLPGate(**params)
+    # torch is an optional extra: reached only when an MLP gate is asked for
+    return _torch_bridge.public_name("MLPGate")(**params)
 
 
 _GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}

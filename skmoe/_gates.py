@@ -15,9 +15,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES, balance_penalty, z_loss_penalty
 
-_INSTALL_HINT = 'pip install "skmoe[torch]"'
 _SEED_MAX = np.iinfo(np.int32).max
 
 
@@ -97,19 +97,12 @@ def _check_log_likelihood(log_likelihood, weights):
         )
 
 
-def _import_torch_gates(owner):
-    """The torch gate module; an ImportError naming the extra without torch."""
-    from . import _torch_gates
-
-    _torch_gates.check_torch(owner)
-    return _torch_gates
-
-
 class _BaseGate(BaseEstimator):
     """What SoftmaxGate and MLPGate share: the gate protocol but ``fit``.
 
     Subclasses define ``decision_function`` and, for the backprop step
-    ``fit_mixture`` (in torch, see ``skmoe._torch_gates``):
+    ``fit_mixture`` (in torch, see :mod:`skmoe.torch.gates`, reached through
+    :mod:`skmoe._torch_bridge`):
 
     - ``_l2_strength(total_weight)``: ``lambda`` of the L2 term
       ``lambda / 2 * ||W||^2`` of the objective (a weighted mean over rows);
@@ -233,7 +226,7 @@ class _BaseGate(BaseEstimator):
         each row's ``2 k`` favourites. The balancing penalty ``B`` and the
         z-loss ``Z`` act on the clean logits (``B`` on the ``balanced``
         columns only). When ``noisy`` with ``balance="importance"``, Shazeer
-        et al.'s load penalty (``skmoe._torch_balance.load_penalty``) of the
+        et al.'s load penalty (``skmoe.torch.balance.load_penalty``) of the
         ``balanced`` columns is added with the same strength, as in their
         paper (``w_importance = w_load``).
 
@@ -275,7 +268,7 @@ class _BaseGate(BaseEstimator):
             of the last epoch).
         """
         self._validate_params()
-        torch_gates = _import_torch_gates(type(self).__name__)
+        torch_gates = _torch_bridge.gate_training(type(self).__name__)
         log_likelihood, weights, balanced = self._check_inputs(
             X, log_likelihood, sample_weight, balanced
         )
@@ -606,7 +599,9 @@ class SoftmaxGate(_BaseGate):
         Zeros are the uniform gate, where ``fit`` starts too: deterministic,
         so ``random_state`` is not used.
         """
-        from ._torch_gates import linear_gate_network
+        linear_gate_network = _torch_bridge.gate_training(
+            type(self).__name__
+        ).linear_gate_network
 
         def current(coef_name, intercept_name):
             coef = getattr(self, coef_name, None)
@@ -618,9 +613,10 @@ class SoftmaxGate(_BaseGate):
         return linear_gate_network(*current("coef_", "intercept_"), noise=noise)
 
     def _keep_network(self, network):
-        from ._torch_gates import linear_gate_parameters
-
-        self.coef_, self.intercept_, noise = linear_gate_parameters(network)
+        torch_gates = _torch_bridge.gate_training(type(self).__name__)
+        self.coef_, self.intercept_, noise = torch_gates.linear_gate_parameters(
+            network
+        )
         if noise is not None:
             self.noise_coef_, self.noise_intercept_ = noise
 

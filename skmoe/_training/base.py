@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-INSTALL_HINT = 'pip install "skmoe[torch]"'
-
 
 @dataclass(frozen=True)
 class FitData:

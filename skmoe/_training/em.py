@@ -42,8 +42,9 @@ from .._routing import (
     routed_log_weights,
     top_k_mask,
 )
+from .._torch_bridge import INSTALL_HINT
 from .._weighted_fit import constant_model
-from .base import INSTALL_HINT, TrainingStrategy, TrainResult, VerboseReporter
+from .base import TrainingStrategy, TrainResult, VerboseReporter
 from .steps import (
     SEED_MAX,
     check_init_array,

@@ -1,10 +1,9 @@
 """Gates trained by backprop, in torch: the gate network, its training, MLPGate.
 
 torch is an optional extra (``pip install "skmoe[torch]"``). ``import skmoe``
-never imports this module; :class:`~skmoe.MLPGate` is resolved lazily, and
-``SoftmaxGate.fit_mixture`` imports it when called. Without torch the module
-still imports, and :class:`MLPGate` (construction or fit) and
-``SoftmaxGate.fit_mixture`` raise an ImportError naming the extra.
+never imports this module: :class:`~skmoe.MLPGate` is resolved lazily, and
+``SoftmaxGate.fit_mixture`` reaches it through :mod:`skmoe._torch_bridge`,
+which raises an ImportError naming the extra without torch.
 
 The pieces, shared by both gates and by the all-torch mixture:
 
@@ -14,58 +13,41 @@ The pieces, shared by both gates and by the all-torch mixture:
   Networks" (ICLR 2017), eq. 3-5. The output layer and the noise head start
   at zero, as Shazeer et al. initialise ``W_g`` and ``W_noise``: an untrained
   gate is uniform, and its noise scale ``log 2``.
-* :class:`GateObjective`: the terms added to a gate's fit, ``l2 / 2 *
-  ||W||^2`` on the weight matrices of the logits (not on biases, nor on the
-  noise head), ``balance_strength`` times a balancing penalty of
-  :mod:`skmoe._torch_balance` on the ``balanced`` columns, and ``z_loss``
-  times the router z-loss.
+* :class:`GateObjective`: the terms added to a fit, ``l2 / 2 * ||W||^2`` on
+  the weight matrices of the logits (not on biases, nor on the noise head),
+  ``balance_strength`` times a balancing penalty of
+  :mod:`skmoe.torch.balance` on the ``balanced`` columns, and ``z_loss``
+  times the router z-loss; :meth:`GateObjective.penalised` is the one sum
+  of a fit's loss and its penalties, here and in :mod:`skmoe.torch.fused`.
 * :func:`soft_target_loss` (the EM M-step: cross-entropy to the
   responsibilities) and :func:`mixture_loss` (the backprop step: negative
   log-likelihood of the mixture over each row's candidate experts,
-  :func:`routed_log_mixture`), each plus the objective.
-* :func:`train_gate`: minibatch Adam. Rows of zero weight are removed first,
-  so they have no effect at all, not even on the minibatches; each batch's
-  loss is a weighted mean over its rows, with the weights normalised to sum
-  to one over the batch (as in :mod:`skmoe._balance`). Computation is in
-  float32 on the training device; the network goes back to the CPU after
-  training, so that a gate trained on a GPU pickles and predicts without
-  one. Shuffling and noise draw from a ``torch.Generator`` seeded for the
-  call, and new networks are initialised under ``torch.random.fork_rng``:
-  training never touches the global torch RNG.
+  :func:`routed_log_mixture`), each plus the penalties.
+* :func:`train_gate`: minibatch Adam, by the one training loop
+  (:func:`skmoe.torch.training.train_minibatches`). Rows of zero weight are
+  removed first, so they have no effect at all, not even on the minibatches;
+  each batch's loss is a weighted mean over its rows, with the weights
+  normalised to sum to one over the batch (as in :mod:`skmoe._balance`).
+  Computation is in float32 on the training device; the network goes back
+  to the CPU after training, so that a gate trained on a GPU pickles and
+  predicts without one. Shuffling and noise draw from a ``torch.Generator``
+  seeded for the call, and new networks are initialised under
+  ``torch.random.fork_rng``: training never touches the global torch RNG.
 """
 
 from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
 
-from ._gates import _INSTALL_HINT, _SEED_MAX, _BaseGate
-
-try:
-    import torch
-    from torch import nn
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    _IMPORT_ERROR = exc
-else:
-    _IMPORT_ERROR = None
-    from ._torch_balance import (
-        balance_loss,
-        balanced_columns,
-        load_penalty,
-        z_loss_penalty,
-    )
+from .._gates import _SEED_MAX, _BaseGate
+from . import balance as tb
+from .training import train_minibatches
 
 _ACTIVATIONS = ("relu", "tanh", "logistic", "gelu")
-
-
-def check_torch(owner):
-    """Raise an ImportError naming the extra when torch is missing."""
-    if _IMPORT_ERROR is not None:
-        raise ImportError(
-            f"{owner} needs torch, which is not installed ({_IMPORT_ERROR}). "
-            f"Install it with: {_INSTALL_HINT}"
-        ) from _IMPORT_ERROR
 
 
 def resolve_device(device):
@@ -82,103 +64,102 @@ def resolve_device(device):
     return device
 
 
-if _IMPORT_ERROR is None:
 
-    def _activation_layer(name):
-        """The torch layer of an activation named as scikit-learn names it."""
-        return {
-            "relu": nn.ReLU,
-            "tanh": nn.Tanh,
-            "logistic": nn.Sigmoid,
-            "identity": nn.Identity,
-            "gelu": nn.GELU,
-        }[name]()
+def _activation_layer(name):
+    """The torch layer of an activation named as scikit-learn names it."""
+    return {
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "logistic": nn.Sigmoid,
+        "identity": nn.Identity,
+        "gelu": nn.GELU,
+    }[name]()
 
-    def _zero_linear(n_inputs, n_outputs):
-        """A linear layer with zero weights and bias.
+def _zero_linear(n_inputs, n_outputs):
+    """A linear layer with zero weights and bias.
 
-        Built on the meta device, so that torch's random initialisation,
-        overwritten at once, does not draw from the global RNG.
-        """
-        layer = nn.Linear(n_inputs, n_outputs, device="meta").to_empty(device="cpu")
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
-        return layer
+    Built on the meta device, so that torch's random initialisation,
+    overwritten at once, does not draw from the global RNG.
+    """
+    layer = nn.Linear(n_inputs, n_outputs, device="meta").to_empty(device="cpu")
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
-    class GateNetwork(nn.Module):
-        """The gate's logits and, for noisy gating, its noise scale.
+class GateNetwork(nn.Module):
+    """The gate's logits and, for noisy gating, its noise scale.
 
-        ``forward(z)`` returns ``(clean_logits, noise_std)``: the logits, of
-        shape ``(b, n_experts)``, from ``hidden_layer_sizes`` hidden layers
-        (none: a linear gate) and a linear output layer; and ``noise_std =
-        softplus(z @ W_noise + b_noise)``, a linear head on the input, when
-        the network is noisy, else None. The output layer and the noise head
-        start at zero (Shazeer et al., 2017): the gate starts uniform. The
-        hidden layers take torch's default initialisation, from the global
-        RNG (seed it, or fork it, around the construction).
+    ``forward(z)`` returns ``(clean_logits, noise_std)``: the logits, of
+    shape ``(b, n_experts)``, from ``hidden_layer_sizes`` hidden layers
+    (none: a linear gate) and a linear output layer; and ``noise_std =
+    softplus(z @ W_noise + b_noise)``, a linear head on the input, when
+    the network is noisy, else None. The output layer and the noise head
+    start at zero (Shazeer et al., 2017): the gate starts uniform. The
+    hidden layers take torch's default initialisation, from the global
+    RNG (seed it, or fork it, around the construction).
 
-        Parameters
-        ----------
-        n_features : int
-        n_experts : int
-        hidden_layer_sizes : tuple of int, default=()
-            Widths of the hidden layers; ``()`` is a linear gate.
-        activation : {"relu", "tanh", "logistic", "gelu"}, default="relu"
-            Activation after each hidden layer.
-        noisy : bool, default=False
-            Give the network a noise head (see :meth:`add_noise`).
-        """
+    Parameters
+    ----------
+    n_features : int
+    n_experts : int
+    hidden_layer_sizes : tuple of int, default=()
+        Widths of the hidden layers; ``()`` is a linear gate.
+    activation : {"relu", "tanh", "logistic", "gelu"}, default="relu"
+        Activation after each hidden layer.
+    noisy : bool, default=False
+        Give the network a noise head (see :meth:`add_noise`).
+    """
 
-        def __init__(
-            self,
-            n_features,
-            n_experts,
-            hidden_layer_sizes=(),
-            activation="relu",
-            noisy=False,
-        ):
-            super().__init__()
-            self.n_features = n_features
-            self.n_experts = n_experts
-            self.hidden_layer_sizes = tuple(hidden_layer_sizes)
-            self.activation = activation
-            layers = []
-            width = n_features
-            for size in self.hidden_layer_sizes:
-                layers += [nn.Linear(width, size), _activation_layer(activation)]
-                width = size
-            layers.append(_zero_linear(width, n_experts))
-            self.logits = nn.Sequential(*layers)
-            self.register_module("noise", None)
-            if noisy:
-                self.add_noise()
+    def __init__(
+        self,
+        n_features,
+        n_experts,
+        hidden_layer_sizes=(),
+        activation="relu",
+        noisy=False,
+    ):
+        super().__init__()
+        self.n_features = n_features
+        self.n_experts = n_experts
+        self.hidden_layer_sizes = tuple(hidden_layer_sizes)
+        self.activation = activation
+        layers = []
+        width = n_features
+        for size in self.hidden_layer_sizes:
+            layers += [nn.Linear(width, size), _activation_layer(activation)]
+            width = size
+        layers.append(_zero_linear(width, n_experts))
+        self.logits = nn.Sequential(*layers)
+        self.register_module("noise", None)
+        if noisy:
+            self.add_noise()
 
-        @property
-        def output_layer(self):
-            """The last linear layer, giving the logits."""
-            return self.logits[-1]
+    @property
+    def output_layer(self):
+        """The last linear layer, giving the logits."""
+        return self.logits[-1]
 
-        def add_noise(self):
-            """Give the network a noise head at zero, if it has none."""
-            if self.noise is None:
-                reference = self.output_layer.weight
-                self.noise = _zero_linear(self.n_features, self.n_experts).to(
-                    device=reference.device, dtype=reference.dtype
-                )
+    def add_noise(self):
+        """Give the network a noise head at zero, if it has none."""
+        if self.noise is None:
+            reference = self.output_layer.weight
+            self.noise = _zero_linear(self.n_features, self.n_experts).to(
+                device=reference.device, dtype=reference.dtype
+            )
 
-        def forward(self, z):
-            clean_logits = self.logits(z)
-            if self.noise is None:
-                return clean_logits, None
-            return clean_logits, nn.functional.softplus(self.noise(z))
+    def forward(self, z):
+        clean_logits = self.logits(z)
+        if self.noise is None:
+            return clean_logits, None
+        return clean_logits, nn.functional.softplus(self.noise(z))
 
-        def logit_weights(self):
-            """The weight matrices of the logits (what L2 acts on)."""
-            return [
-                module.weight
-                for module in self.logits.modules()
-                if isinstance(module, nn.Linear)
-            ]
+    def logit_weights(self):
+        """The weight matrices of the logits (what L2 acts on)."""
+        return [
+            module.weight
+            for module in self.logits.modules()
+            if isinstance(module, nn.Linear)
+        ]
 
 
 def linear_gate_network(coef, intercept, noise=None):
@@ -225,15 +206,19 @@ def linear_gate_parameters(network):
 
 @dataclass(frozen=True)
 class GateObjective:
-    """The terms a gate's training adds to its fit.
+    """The penalties of skmoe's torch trainings, and their one sum.
 
-    Calling it on ``(network, clean_logits, v)`` gives::
+    Calling it on ``(network, clean_logits, v)`` gives the penalty terms::
 
         l2 / 2 * sum ||W||^2
-        + balance_strength * balance_loss(balance, clean_logits, v, balanced)
-        + z_loss * z_loss_penalty(clean_logits, v)
+        + balance_strength * tb.balance_loss(balance, clean_logits, v, balanced)
+        + z_loss * tb.z_loss_penalty(clean_logits, v)
 
-    the sum over the weight matrices of the logits (``logit_weights``).
+    the sum over the weight matrices of the logits (``logit_weights``), ``tb``
+    being :mod:`skmoe.torch.balance`. :meth:`penalised` adds them (and the
+    load penalty of noisy training) to a fit's loss: the whole minibatch
+    loss of a gate's fit, of its backprop step, and of the fused mixture
+    (with ``l2=0``: its optimiser's ``weight_decay`` plays that part).
 
     Parameters
     ----------
@@ -266,11 +251,50 @@ class GateObjective:
             squares = sum(weight.square().sum() for weight in network.logit_weights())
             loss = loss + 0.5 * self.l2 * squares
         if self.balancing:
-            loss = loss + self.balance_strength * balance_loss(
+            loss = loss + self.balance_strength * tb.balance_loss(
                 self.balance, clean_logits, v, self.balanced
             )
         if self.z_loss > 0:
-            loss = loss + self.z_loss * z_loss_penalty(clean_logits, v)
+            loss = loss + self.z_loss * tb.z_loss_penalty(clean_logits, v)
+        return loss
+
+    def penalised(self, fit_loss, network, clean_logits, v, noisy=None):
+        """``fit_loss`` plus the penalties: a training's minibatch loss.
+
+        ``fit_loss + self(network, clean_logits, v)``, plus, in noisy
+        training (``noisy`` given) with ``balance="importance"``, Shazeer et
+        al.'s load penalty of the ``balanced`` columns with the same strength,
+        as in their paper (``w_importance = w_load``)::
+
+            balance_strength * tb.load_penalty(clean_logits, noisy_logits,
+                                               noise_std, top_k, v)
+
+        Parameters
+        ----------
+        fit_loss : scalar Tensor
+            The fit term: a cross-entropy, or a mixture's negative
+            log-likelihood (a weighted mean over the batch's rows).
+        network : GateNetwork
+            The gate (its logit weights for the L2 term).
+        clean_logits : Tensor of shape (b, n_experts)
+            The logits without noise: every penalty acts on them.
+        v : Tensor of shape (b,)
+            The rows' weights, normalised to sum to one.
+        noisy : (Tensor, Tensor, int) or None, default=None
+            ``(noisy_logits, noise_std, top_k)`` of noisy top-k training.
+
+        Returns
+        -------
+        scalar Tensor
+        """
+        loss = fit_loss + self(network, clean_logits, v)
+        if noisy is not None and self.balancing and self.balance == "importance":
+            noisy_logits, noise_std, top_k = noisy
+            columns = (
+                tb.balanced_columns(tensor, self.balanced)
+                for tensor in (clean_logits, noisy_logits, noise_std)
+            )
+            loss = loss + self.balance_strength * tb.load_penalty(*columns, top_k, v)
         return loss
 
 
@@ -297,7 +321,7 @@ def soft_target_loss(objective):
         clean_logits, _ = network(batch["z"])
         log_gate = torch.log_softmax(clean_logits, dim=1)
         cross_entropy = -(v @ (batch["targets"] * log_gate).sum(dim=1))
-        return cross_entropy + objective(network, clean_logits, v)
+        return objective.penalised(cross_entropy, network, clean_logits, v)
 
     return batch_loss
 
@@ -359,13 +383,11 @@ def mixture_loss(objective, *, top_k=None, noisy=False, always_on=None):
     with ``h`` the clean logits, plus ``eps * noise_std`` (``eps ~ N(0,
     1)`` from the training generator) when ``noisy``; the batch's
     ``"log_likelihood"`` ``ll`` and ``"offset"`` (a per-row constant taken
-    out of ``ll``; it changes the loss, not the gradient). When noisy with
-    ``balance="importance"``, Shazeer et al.'s load penalty of the
-    ``balanced`` columns, with the same strength. The penalties see the
-    clean logits. Returns ``batch_loss(network, batch, v, generator)`` for
-    :func:`train_gate`.
+    out of ``ll``; it changes the loss, not the gradient), with the
+    penalties of :meth:`GateObjective.penalised` (the load penalty too when
+    noisy). The penalties see the clean logits. Returns ``batch_loss(network,
+    batch, v, generator)`` for :func:`train_gate`.
     """
-    load_balancing = noisy and objective.balancing and objective.balance == "importance"
 
     def batch_loss(network, batch, v, generator):
         clean_logits, noise_std = network(batch["z"])
@@ -381,14 +403,14 @@ def mixture_loss(objective, *, top_k=None, noisy=False, always_on=None):
         log_mixture = routed_log_mixture(
             logits, batch["log_likelihood"], top_k, always_on
         )
-        loss = objective(network, clean_logits, v) - v @ (log_mixture + batch["offset"])
-        if load_balancing:
-            columns = (
-                balanced_columns(tensor, objective.balanced)
-                for tensor in (clean_logits, logits, noise_std)
-            )
-            loss = loss + objective.balance_strength * load_penalty(*columns, top_k, v)
-        return loss
+        nll = -(v @ (log_mixture + batch["offset"]))
+        return objective.penalised(
+            nll,
+            network,
+            clean_logits,
+            v,
+            noisy=(logits, noise_std, top_k) if noisy else None,
+        )
 
     return batch_loss
 
@@ -409,12 +431,12 @@ def train_gate(
 ):
     """Minibatch Adam on a gate network; the losses of the epochs.
 
-    Each epoch shuffles the rows (of positive weight: the others are removed
-    first) and takes one Adam step per minibatch on ``batch_loss(network,
-    batch, v, generator)``, ``batch`` the minibatch's rows of ``data`` (as
-    float32 tensors on ``device``) and ``v`` their weights normalised to sum
-    to one. The network trains in float32 on ``device`` and is moved back
-    to the CPU afterwards (also on error).
+    Runs :func:`skmoe.torch.training.train_minibatches` on the rows of
+    positive weight (the others are removed first) of ``data``, as float32
+    tensors on ``device``, with Adam and a ``torch.Generator`` on ``device``
+    seeded by ``seed`` (the shuffling, and the noise ``batch_loss`` may
+    draw). The network trains in float32 on ``device`` and is moved back to
+    the CPU afterwards (also on error).
 
     Parameters
     ----------
@@ -431,13 +453,11 @@ def train_gate(
     n_epochs : int
         Most epochs.
     seed : int
-        Seeds the ``torch.Generator`` of the shuffling and of the noise the
-        loss may draw.
     device : str or torch.device, default="cpu"
     tol : float or None, default=None
-        With ``n_iter_no_change``: stop once the epoch loss has not fallen
-        below the best so far minus ``tol`` for ``n_iter_no_change``
-        consecutive epochs (scikit-learn's MLP rule). None runs every epoch.
+        With ``n_iter_no_change``: stop by scikit-learn's MLP rule
+        (:class:`~skmoe.torch.training.NoImprovement`). None runs every
+        epoch.
     n_iter_no_change : int or None, default=None
 
     Returns
@@ -454,36 +474,26 @@ def train_gate(
         for name, values in data.items()
     }
     weights = torch.as_tensor(sample_weight[keep], dtype=torch.float32, device=device)
-    n_rows, total_weight = len(weights), weights.sum()
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     network.to(device=device, dtype=torch.float32)
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-    losses, best, stale = [], np.inf, 0
     try:
-        for _ in range(n_epochs):
-            order = torch.randperm(n_rows, generator=generator, device=device)
-            epoch_loss = torch.zeros((), device=device)
-            for start in range(0, n_rows, batch_size):
-                rows = order[start : start + batch_size]
-                batch_weight = weights[rows]
-                share = batch_weight.sum()
-                batch = {name: values[rows] for name, values in tensors.items()}
-                loss = batch_loss(network, batch, batch_weight / share, generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                epoch_loss += loss.detach() * (share / total_weight)
-            losses.append(float(epoch_loss))
-            if tol is None:
-                continue
-            stale = stale + 1 if losses[-1] > best - tol else 0
-            best = min(best, losses[-1])
-            if stale >= n_iter_no_change:
-                break
+        run = train_minibatches(
+            network,
+            optimizer,
+            batch_loss,
+            tensors,
+            weights,
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            generator=generator,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+        )
     finally:
         network.to("cpu")
-    return losses
+    return run.losses
 
 
 def _fit_network(gate, network, batch_loss, data, sample_weight, *, n_epochs, **kw):
@@ -586,8 +596,9 @@ class MLPGate(_BaseGate):
 
     ``W`` the weight matrices of the network (biases are not penalised), as
     in scikit-learn's ``MLPClassifier``. It runs up to ``max_epochs`` epochs
-    and stops when the epoch loss has not improved by ``tol`` for
-    ``n_iter_no_change`` epochs. ``fit_mixture`` (the backprop step) runs
+    and stops by ``MLPClassifier``'s rule: once more than
+    ``n_iter_no_change`` consecutive epochs have not improved the best loss
+    by ``tol``. ``fit_mixture`` (the backprop step) runs
     ``n_epochs`` epochs on the mixture's negative log-likelihood instead;
     see its docstring, shared with SoftmaxGate.
 
@@ -613,8 +624,10 @@ class MLPGate(_BaseGate):
     max_epochs : int, default=100
         Most epochs of ``fit``.
     tol : float, default=1e-4
-        ``fit`` stops when the epoch loss has not fallen below its best by
-        ``tol`` for ``n_iter_no_change`` consecutive epochs.
+        ``fit`` stops once the epoch loss has not fallen below its best so
+        far by ``tol`` for more than ``n_iter_no_change`` consecutive epochs
+        (``MLPClassifier``'s rule; see
+        :class:`skmoe.torch.training.NoImprovement`).
     n_iter_no_change : int, default=5
         See ``tol``.
     n_epochs : int, default=5
@@ -699,7 +712,6 @@ class MLPGate(_BaseGate):
         device="auto",
         random_state=None,
     ):
-        check_torch(type(self).__name__)
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.alpha = alpha
@@ -747,7 +759,6 @@ class MLPGate(_BaseGate):
         self : MLPGate
         """
         self._validate_params()
-        check_torch(type(self).__name__)
         R, weights, balanced = self._check_inputs(
             X, responsibilities, sample_weight, balanced
         )

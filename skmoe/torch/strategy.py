@@ -3,7 +3,7 @@
 When every expert is a TorchMLP of one architecture (the experts say so with
 their class attribute ``_skmoe_fusable``) and the gate is a SoftmaxGate or
 an MLPGate, the gate and the experts train as one torch module
-(``skmoe._fused``): the experts stacked and batched, each row dispatched to
+(:mod:`skmoe.torch.fused`): the experts stacked and batched, each row dispatched to
 its top-k experts. Its iterations are epochs: the experts' ``max_epochs``
 bound them (the mixture's ``max_iter`` does not), and training stops once
 the loss has not improved by more than ``tol`` for :data:`FUSED_PATIENCE`
@@ -14,9 +14,10 @@ import numpy as np
 from scipy.special import log_softmax, logsumexp, softmax
 
 from .._routing import routed_log_weights, top_k_mask
-from .base import TrainingStrategy, TrainResult, VerboseReporter
-from .em import check_noisy_gating
-from .steps import gate_penalty
+from .._training.base import TrainingStrategy, TrainResult, VerboseReporter
+from .._training.em import check_noisy_gating
+from .._training.steps import gate_penalty
+from .fused import FusedGate, fit_fused, fused_template, gate_architecture
 
 # The fused mixture stops once its loss has not improved by more than tol for
 # this many epochs in a row (MLPClassifier's n_iter_no_change).
@@ -26,11 +27,12 @@ FUSED_PATIENCE = 10
 def fuses(moe, estimators, gate):
     """Whether ``moe`` trains as one fused torch module on ``estimators``.
 
-    That is with ``training="backprop"`` when every expert declares that it
-    can fuse and is of one architecture, the gate is a SoftmaxGate or an
-    MLPGate, and no option that only the alternating loop of gate steps and
-    expert refits has is set (a shared expert, capacity, ``cv``, initial
-    responsibilities).
+    That is with ``training="backprop"`` when every expert is of one
+    architecture, the gate is a SoftmaxGate or an MLPGate, and no option
+    that only the alternating loop of gate steps and expert refits has is
+    set (a shared expert, capacity, ``cv``, initial responsibilities). The
+    caller has checked that every expert declares it can fuse
+    (``_skmoe_fusable``), before torch is imported.
     """
     alternating_only = (
         moe.shared_expert is not None
@@ -40,12 +42,6 @@ def fuses(moe, estimators, gate):
     )
     if moe.training != "backprop" or alternating_only:
         return False
-    if not all(getattr(type(e), "_skmoe_fusable", False) for e in estimators):
-        # checked before anything imports torch: a mixture of sklearn
-        # experts never loads it for nothing
-        return False
-    from .._fused import fused_template, gate_architecture
-
     return (
         gate_architecture(gate) is not None
         and fused_template(estimators, moe._expert_kind) is not None
@@ -61,8 +57,6 @@ class FusedStrategy(TrainingStrategy):
         check_noisy_gating(self.moe)
 
     def fit(self, data, random_state):
-        from .._fused import FusedGate, fit_fused, fused_template, gate_architecture
-
         moe = self.moe
         gate = moe._gate_template()
         # the EM path validates the gate in gate.fit; here it is only read

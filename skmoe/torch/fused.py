@@ -31,16 +31,21 @@ How the pieces work
   the clean logits, renormalised. Classifier experts are categorical
   (softmax of their outputs); regressor experts are Gaussian with a learned
   log-variance per expert. To this the balancing penalty
-  (``balance_strength * balance_loss``), the router z-loss, and with
+  (``balance_strength * tb.balance_loss``), the router z-loss, and with
   ``noisy=True``, ``top_k`` and ``balance="importance"`` Shazeer et al.'s
-  load penalty are added, all computed on the minibatch's clean logits.
+  load penalty are added, all computed on the minibatch's clean logits: the
+  gates' one penalty sum, ``GateObjective.penalised`` of
+  :mod:`skmoe.torch.gates` (:func:`fused_loss`).
+* Training: :func:`skmoe.torch.training.train_minibatches`, the loop the
+  gates train by too, with the template's optimiser.
 * Features and targets: ``X`` is standardised inside with weighted
   statistics (the gate and the experts share it), and a regression target by
   its weighted mean and standard deviation, so that the template's learning
   rate works whatever the units; outputs are in the original units.
 * Sample weights: rows of zero weight are removed before anything is fitted
-  (they have no effect at all); the others weigh their rows' losses, as in
-  :class:`~skmoe.TorchMLPClassifier`.
+  (they have no effect at all); the others weigh their rows' losses: each
+  minibatch's loss is the weighted mean over its rows (weights normalised to
+  sum to one over the batch), as in the gates' training.
 * Seeding: everything (initialisation, shuffling, gate noise, dropout) draws
   from torch's generators inside ``torch.random.fork_rng``, seeded from
   ``random_state``; the caller's torch RNG state is left unchanged. The
@@ -52,7 +57,9 @@ How the pieces work
   device is available (a copy of the module is made there on first use and
   is not pickled), else on the CPU.
 
-torch is imported by this module: import it only when torch is installed.
+torch is imported by this module; the estimators reach it through
+:func:`skmoe._torch_bridge.fused`, once every expert has declared that it can
+fuse (``_skmoe_fusable``).
 """
 
 import copy
@@ -67,17 +74,24 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from torch import nn
 
-from ._likelihood import VARIANCE_FLOOR
-from ._torch_balance import balance_loss, load_penalty, z_loss_penalty
-from ._torch_gates import GateNetwork, _activation_layer
-from ._torch_gates import resolve_device as _resolve_device
-from ._torch_mlp import (
+from .._gates import SoftmaxGate
+from .._likelihood import VARIANCE_FLOOR
+from .gates import (
+    GateNetwork,
+    GateObjective,
+    MLPGate,
+    _activation_layer,
+    _hidden_sizes,
+)
+from .gates import resolve_device as _resolve_device
+from .mlp import (
     _SEED_MAX,
     TorchMLPClassifier,
     TorchMLPRegressor,
     _optimizer_class,
     _seeded_rng,
 )
+from .training import train_minibatches
 
 TASKS = {"classifier": TorchMLPClassifier, "regressor": TorchMLPRegressor}
 
@@ -279,7 +293,7 @@ def _dispatch(chosen, n_experts):
 class FusedMixture(nn.Module):
     """Gate and stacked experts of a mixture, as one module.
 
-    The gate is a :class:`~skmoe._torch_gates.GateNetwork` (its output layer
+    The gate is a :class:`~skmoe.torch.gates.GateNetwork` (its output layer
     initialised at random, not at zero); the experts a
     :class:`StackedMLP` whose outputs are class logits (classifier) or a mean
     (regressor, which also has one log-variance per expert).
@@ -414,90 +428,45 @@ def _top_experts(logits, k):
 # -- training -------------------------------------------------------------------
 
 
-class _Objective:
-    """The training loss of one minibatch: mixture NLL plus the penalties.
+def fused_loss(objective, *, top_k, n_experts):
+    """The minibatch loss of the fused mixture: its NLL plus the penalties.
 
-    Called as ``objective(module, z, target, weight)``, it returns the loss
-    to minimise and, detached, its negative log-likelihood part.
+    Returns ``batch_loss(module, batch, v, generator)`` for
+    :func:`skmoe.torch.training.train_minibatches`, giving ``{"loss": ...,
+    "nll": ...}``: the weighted mean negative log-likelihood of the batch's
+    rows ``"z"``, ``"target"`` under the mixture (``v`` the rows' weights,
+    normalised over the batch), with each row mixing its ``min(2 top_k,
+    n_experts)`` favourite experts (all with ``top_k=None``), and that plus
+    ``objective.penalised``'s penalties on the clean logits. With a noisy
+    gate the logits that choose and weigh the experts get ``noise_std *
+    eps``, ``eps`` drawn from torch's global generator (seeded by
+    :func:`fit_fused`), and the load penalty joins the penalties when
+    ``top_k`` is set.
+
+    Parameters
+    ----------
+    objective : GateObjective
+        The penalties (``l2=0``: the optimiser's ``weight_decay`` does that).
+    top_k : int or None
+    n_experts : int
     """
+    # Training mixes each row's 2k favourites: with k experts (k=1 above all)
+    # the renormalised gate weights would carry little or no gradient.
+    n_chosen = None if top_k is None else min(2 * top_k, n_experts)
 
-    def __init__(self, *, top_k, n_experts, balance, balance_strength, z_loss):
-        self.top_k = top_k
-        # Training mixes each row's 2k favourites: with k experts (k=1 above
-        # all) the renormalised gate weights would carry little or no gradient.
-        self.n_chosen = None if top_k is None else min(2 * top_k, n_experts)
-        self.balance = balance
-        self.balance_strength = balance_strength
-        self.z_loss = z_loss
-
-    def __call__(self, module, z, target, weight):
-        clean, noise_std = module.gate(z)
+    def batch_loss(module, batch, v, generator):
+        clean, noise_std = module.gate(batch["z"])
         logits = clean
         if noise_std is not None:
             logits = clean + noise_std * torch.randn_like(clean)
-        nll = module.mixture_nll(z, target, logits, self.n_chosen)
-        # weights have mean one over the training rows: an unbiased estimate
-        # of the weighted mean loss, as in TorchMLPClassifier
-        loss = nll = (weight * nll).mean()
-        row_weight = weight / weight.sum()
-        if self.balance is not None and self.balance_strength > 0:
-            loss = loss + self.balance_strength * balance_loss(
-                self.balance, clean, row_weight
-            )
-            if (
-                noise_std is not None
-                and self.top_k is not None
-                and self.balance == "importance"
-            ):
-                loss = loss + self.balance_strength * load_penalty(
-                    clean, logits, noise_std, self.top_k, row_weight
-                )
-        if self.z_loss > 0:
-            loss = loss + self.z_loss * z_loss_penalty(clean, row_weight)
-        return loss, nll.detach()
+        nll = v @ module.mixture_nll(batch["z"], batch["target"], logits, n_chosen)
+        noisy = None
+        if noise_std is not None and top_k is not None:
+            noisy = (logits, noise_std, top_k)
+        loss = objective.penalised(nll, module.gate, clean, v, noisy=noisy)
+        return {"loss": loss, "nll": nll.detach()}
 
-
-def _train(
-    module, optimizer, objective, data, *, epochs, batch_size, tol, patience, verbose
-):
-    """Minibatch training.
-
-    Returns the per-epoch mean loss (the whole objective), the per-epoch
-    mean negative log-likelihood (its first term), and whether training
-    stopped early: when ``tol`` is set and the epoch's loss has not improved
-    on the best by more than ``tol`` for ``patience`` epochs in a row.
-    """
-    z_all, target_all, weight_all = data
-    n_rows = len(z_all)
-    loss_curve, nll_curve, best, stale = [], [], np.inf, 0
-    module.train()
-    for epoch in range(epochs):
-        # shuffled on the CPU generator, which is seeded whatever the device
-        order = torch.randperm(n_rows).to(z_all.device)
-        totals = torch.zeros(2, device=z_all.device)
-        for start in range(0, n_rows, batch_size):
-            rows = order[start : start + batch_size]
-            loss, nll = objective(
-                module, z_all[rows], target_all[rows], weight_all[rows]
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            # summed on the device: one synchronisation per epoch, not per batch
-            totals += torch.stack([loss.detach(), nll]) * len(rows)
-        epoch_loss, epoch_nll = (totals / n_rows).tolist()
-        loss_curve.append(epoch_loss)
-        nll_curve.append(epoch_nll)
-        if verbose:
-            print(f"epoch {epoch + 1:4d}  loss {epoch_loss:.6f}  nll {epoch_nll:.6f}")
-        if tol is not None:
-            if epoch_loss < best - tol:
-                best, stale = epoch_loss, 0
-            else:
-                stale += 1
-                if stale >= patience:
-                    return loss_curve, nll_curve, True
-    return loss_curve, nll_curve, False
+    return batch_loss
 
 
 def _make_optimizer(expert, parameters):
@@ -588,9 +557,11 @@ def fit_fused(
     z_loss : float, default=0.0
         Weight of the router z-loss.
     tol : float or None, default=None
-        Stop when the epoch's mean training loss has not improved by more
-        than ``tol`` for ``n_iter_no_change`` epochs in a row. None trains for
-        the template's ``max_epochs``, as a TorchMLP does.
+        Stop once the epoch's mean training loss has not improved on its best
+        by more than ``tol`` for more than ``n_iter_no_change`` epochs in a
+        row (``MLPClassifier``'s rule,
+        :class:`skmoe.torch.training.NoImprovement`). None trains for the
+        template's ``max_epochs``, as a TorchMLP does.
     n_iter_no_change : int, default=10
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling, gate noise and dropout.
@@ -637,12 +608,12 @@ def fit_fused(
         gate_activation=gate_activation,
         noisy=noisy,
     )
-    objective = _Objective(
+    batch_loss = fused_loss(
+        GateObjective(
+            balance=balance, balance_strength=float(balance_strength), z_loss=z_loss
+        ),
         top_k=top_k,
         n_experts=n_experts,
-        balance=balance,
-        balance_strength=balance_strength,
-        z_loss=z_loss,
     )
     seed = check_random_state(random_state).randint(_SEED_MAX)
     with _seeded_rng(seed, device):
@@ -651,22 +622,23 @@ def fit_fused(
         training_module = module if device == "cpu" else copy.deepcopy(module)
         training_module.to(device)
         optimizer = _make_optimizer(expert, list(training_module.parameters()))
-        data = (
-            torch.as_tensor(scaler.transform(X), dtype=torch.float32).to(device),
-            target.to(device),
-            torch.as_tensor(
-                sample_weight / sample_weight.mean(), dtype=torch.float32
-            ).to(device),
-        )
-        loss_curve, nll_curve, converged = _train(
+        data = {
+            "z": torch.as_tensor(scaler.transform(X), dtype=torch.float32).to(device),
+            "target": target.to(device),
+        }
+        weight = torch.as_tensor(
+            sample_weight / sample_weight.mean(), dtype=torch.float32
+        ).to(device)
+        run = train_minibatches(
             training_module,
             optimizer,
-            objective,
+            batch_loss,
             data,
-            epochs=expert.max_epochs,
+            weight,
+            n_epochs=expert.max_epochs,
             batch_size=expert.batch_size,
             tol=tol,
-            patience=n_iter_no_change,
+            n_iter_no_change=n_iter_no_change,
             verbose=verbose,
         )
     training_module.eval()
@@ -682,9 +654,9 @@ def fit_fused(
         y_scale=y_scale,
         top_k=top_k,
         device=device,
-        loss_curve=loss_curve,
-        nll_curve=nll_curve,
-        converged=converged,
+        loss_curve=run.curves["loss"],
+        nll_curve=run.curves["nll"],
+        converged=run.stopped,
     )
     result._device_module = training_module
     return result
@@ -1036,9 +1008,6 @@ def gate_architecture(gate):
         ``gate_hidden_layer_sizes`` and ``gate_activation`` for
         :func:`fit_fused`.
     """
-    from ._gates import SoftmaxGate
-    from ._torch_gates import MLPGate, _hidden_sizes
-
     if type(gate) is SoftmaxGate:
         return dict(gate_hidden_layer_sizes=(), gate_activation="relu")
     if type(gate) is MLPGate:

@@ -1,4 +1,4 @@
-"""Tests of skmoe._torch_balance: the torch balancing penalties.
+"""Tests of skmoe.torch.balance (``tb``): the torch balancing penalties.
 
 The four penalties shared with :mod:`skmoe._balance` must give its values and
 (through autograd) its gradients, which tests/test_balance.py checks against
@@ -9,28 +9,17 @@ estimates.
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import norm
 
 import skmoe._balance as numpy_balance
-
-torch = pytest.importorskip("torch")
-
-from skmoe._torch_balance import (  # noqa: E402
-    BALANCE_PENALTIES,
-    balance_loss,
-    entropy_penalty,
-    importance_penalty,
-    load_penalty,
-    prob_in_top_k,
-    switch_penalty,
-    z_loss_penalty,
-)
+from skmoe.torch import balance as tb
 
 PAIRS = {
-    "switch": (switch_penalty, numpy_balance.switch_penalty),
-    "importance": (importance_penalty, numpy_balance.importance_penalty),
-    "entropy": (entropy_penalty, numpy_balance.entropy_penalty),
-    "z_loss": (z_loss_penalty, numpy_balance.z_loss_penalty),
+    "switch": (tb.switch_penalty, numpy_balance.switch_penalty),
+    "importance": (tb.importance_penalty, numpy_balance.importance_penalty),
+    "entropy": (tb.entropy_penalty, numpy_balance.entropy_penalty),
+    "z_loss": (tb.z_loss_penalty, numpy_balance.z_loss_penalty),
 }
 
 
@@ -53,8 +42,8 @@ def value_and_gradient(penalty, logits, weights, **kwargs):
 
 
 def test_the_registry_matches_the_numpy_one():
-    assert set(BALANCE_PENALTIES) == set(numpy_balance.BALANCE_PENALTIES)
-    for name, penalty in BALANCE_PENALTIES.items():
+    assert set(tb.BALANCE_PENALTIES) == set(numpy_balance.BALANCE_PENALTIES)
+    for name, penalty in tb.BALANCE_PENALTIES.items():
         assert PAIRS[name][0] is penalty
 
 
@@ -73,7 +62,7 @@ def test_value_and_gradient_match_numpy(name, weighted, seed):
 
 def test_switch_shares_ties_like_numpy():
     logits = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 0.0, 0.0]])
-    value, gradient = value_and_gradient(switch_penalty, logits, None)
+    value, gradient = value_and_gradient(tb.switch_penalty, logits, None)
     expected_value, expected_gradient = numpy_balance.switch_penalty(logits)
     assert value == pytest.approx(expected_value, rel=1e-12)
     np.testing.assert_allclose(gradient, expected_gradient, atol=1e-14)
@@ -90,12 +79,12 @@ def test_extreme_logits_give_finite_values_and_gradients(name):
         assert torch.isfinite(S.grad).all()
 
 
-@pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
+@pytest.mark.parametrize("name", sorted(tb.BALANCE_PENALTIES))
 def test_balance_loss_acts_on_the_balanced_columns_only(name):
     logits, w = random_logits(E=5, seed=3), random_weights(seed=3)
     balanced = np.array([True, False, True, True, False])
     value, gradient = value_and_gradient(
-        lambda S, v: balance_loss(name, S, v, balanced), logits, w
+        lambda S, v: tb.balance_loss(name, S, v, balanced), logits, w
     )
     expected_value, expected_gradient = numpy_balance.BALANCE_PENALTIES[name](
         logits[:, balanced], w
@@ -113,13 +102,13 @@ def test_balance_loss_acts_on_the_balanced_columns_only(name):
     np.testing.assert_allclose(numpy_gradient, gradient, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
+@pytest.mark.parametrize("name", sorted(tb.BALANCE_PENALTIES))
 def test_balance_loss_without_a_mask_or_with_an_empty_one(name):
     logits, w = random_logits(seed=4), random_weights(seed=4)
-    everything = value_and_gradient(lambda S, v: balance_loss(name, S, v), logits, w)
+    everything = value_and_gradient(lambda S, v: tb.balance_loss(name, S, v), logits, w)
     expected = numpy_balance.BALANCE_PENALTIES[name](logits, w)
     assert everything[0] == pytest.approx(expected[0], rel=1e-12, abs=1e-15)
-    nothing = balance_loss(name, torch.tensor(logits), None, np.zeros(4, dtype=bool))
+    nothing = tb.balance_loss(name, torch.tensor(logits), None, np.zeros(4, dtype=bool))
     assert nothing.item() == 0.0
 
 
@@ -155,7 +144,7 @@ def test_load_penalty_matches_the_reference(k, weighted):
     w = random_weights(n=9, seed=k) if weighted else None
     tensors = [torch.tensor(a) for a in (clean, noisy, std)]
     v = None if w is None else torch.tensor(w / w.sum())
-    value = load_penalty(*tensors, k, v).item()
+    value = tb.load_penalty(*tensors, k, v).item()
     assert value == pytest.approx(load_reference(clean, noisy, std, k, w), rel=1e-10)
     assert value > 1e-3
 
@@ -165,7 +154,7 @@ def test_prob_in_top_k_is_the_chance_of_staying_in_the_top_k():
     # frequency of j in the top k is what the estimator computes in closed form.
     clean, noisy, std = noisy_problem(n=2, E=5, seed=7)
     k = 2
-    probability = prob_in_top_k(
+    probability = tb.prob_in_top_k(
         torch.tensor(clean), torch.tensor(noisy), torch.tensor(std), k
     ).numpy()
     rng = np.random.RandomState(0)
@@ -187,16 +176,16 @@ def test_load_penalty_is_zero_when_balanced():
     std = rotations([1.0, 0.5, 0.7, 0.9])
     noisy = clean + std * rotations([0.3, -0.2, 0.1, 0.4])
     tensors = [torch.tensor(a) for a in (clean, noisy, std)]
-    assert load_penalty(*tensors, top_k=2).item() == pytest.approx(0.0, abs=1e-14)
+    assert tb.load_penalty(*tensors, top_k=2).item() == pytest.approx(0.0, abs=1e-14)
     # and not when one row is moved
     clean[0, 0] += 1.0
     tensors = [torch.tensor(a) for a in (clean, noisy, std)]
-    assert load_penalty(*tensors, top_k=2).item() > 1e-4
+    assert tb.load_penalty(*tensors, top_k=2).item() > 1e-4
 
 
 def test_load_penalty_with_every_expert_chosen_is_zero():
     clean, noisy, std = (torch.tensor(a) for a in noisy_problem(E=3))
-    assert load_penalty(clean, noisy, std, top_k=3).item() == 0.0
+    assert tb.load_penalty(clean, noisy, std, top_k=3).item() == 0.0
 
 
 def test_load_penalty_gradient_reaches_logits_and_noise_scale():
@@ -204,7 +193,7 @@ def test_load_penalty_gradient_reaches_logits_and_noise_scale():
     S = torch.tensor(clean, requires_grad=True)
     sigma = torch.tensor(std, requires_grad=True)
     eps = torch.tensor((noisy - clean) / std)
-    value = load_penalty(S, S + eps * sigma, sigma, top_k=1)
+    value = tb.load_penalty(S, S + eps * sigma, sigma, top_k=1)
     value.backward()
     assert torch.isfinite(S.grad).all() and S.grad.abs().sum() > 0
     assert torch.isfinite(sigma.grad).all() and sigma.grad.abs().sum() > 0
@@ -212,14 +201,14 @@ def test_load_penalty_gradient_reaches_logits_and_noise_scale():
     with torch.no_grad():
         S2 = S - 0.05 * S.grad
         sigma2 = sigma - 0.05 * sigma.grad
-        assert load_penalty(S2, S2 + eps * sigma2, sigma2, top_k=1) < value
+        assert tb.load_penalty(S2, S2 + eps * sigma2, sigma2, top_k=1) < value
 
 
 def test_load_penalty_survives_a_vanishing_noise_scale():
     clean, noisy, _ = noisy_problem()
     S = torch.tensor(clean, requires_grad=True)
     sigma = torch.zeros_like(S, requires_grad=True)
-    value = load_penalty(S, torch.tensor(noisy), sigma, top_k=2)
+    value = tb.load_penalty(S, torch.tensor(noisy), sigma, top_k=2)
     value.backward()
     assert torch.isfinite(value)
     assert torch.isfinite(S.grad).all() and torch.isfinite(sigma.grad).all()

@@ -1,7 +1,7 @@
-"""The fused all-torch mixture (skmoe._fused): module, dispatch, training, persistence.
+"""The fused mixture (skmoe.torch.fused): module, dispatch, training, persistence.
 
-Skipped without torch and skorch. Tests marked ``gpu`` need CUDA and are
-deselected by default (``pytest -m gpu`` runs them).
+Skipped without torch and skorch (tests/torch/conftest.py). Tests marked
+``gpu`` need CUDA and are deselected by default (``pytest -m gpu`` runs them).
 """
 
 import copy
@@ -11,22 +11,21 @@ from unittest.mock import patch
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import log_softmax, logsumexp
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("skorch")
-
 from skmoe import TorchMLPClassifier, TorchMLPRegressor  # noqa: E402
-from skmoe._fused import (  # noqa: E402
+from skmoe._routing import routed_weights, top_k_mask  # noqa: E402
+from skmoe.torch.fused import (  # noqa: E402
     FusedMixture,
     StackedMLP,
     _dispatch,
-    _Objective,
     fit_fused,
+    fused_loss,
     fused_template,
 )
-from skmoe._routing import routed_weights, top_k_mask  # noqa: E402
-from skmoe._torch_mlp import _MLPModule  # noqa: E402
+from skmoe.torch.gates import GateObjective  # noqa: E402
+from skmoe.torch.mlp import _MLPModule  # noqa: E402
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"
@@ -362,19 +361,19 @@ def test_balancing_penalty_spreads_the_load(balance):
 
 def test_noisy_gating_perturbs_training_not_prediction():
     X, y = two_regimes(200)
-    objective = _Objective(
-        top_k=1, n_experts=4, balance=None, balance_strength=0.0, z_loss=0.0
-    )
-    z = torch.as_tensor(X, dtype=torch.float32)
-    target = torch.as_tensor(y, dtype=torch.float32)
-    weight = torch.ones(len(X))
+    batch_loss = fused_loss(GateObjective(), top_k=1, n_experts=4)
+    batch = {
+        "z": torch.as_tensor(X, dtype=torch.float32),
+        "target": torch.as_tensor(y, dtype=torch.float32),
+    }
+    v = torch.full((len(X),), 1.0 / len(X))
     for noisy in (True, False):
         result = fit(X, y, n_experts=4, top_k=1, epochs=2, noisy=noisy)
         losses = set()
         with torch.no_grad():
             for seed in (0, 1):
                 torch.manual_seed(seed)
-                losses.add(float(objective(result.module, z, target, weight)[0]))
+                losses.add(float(batch_loss(result.module, batch, v, None)["loss"]))
         # a loss drawn with other noise is another loss
         assert len(losses) == (2 if noisy else 1)
         np.testing.assert_array_equal(result.predict(X), result.predict(X))
@@ -404,8 +403,9 @@ def test_tol_stops_early_and_reports_convergence():
     full = fit(X, y, epochs=6)
     assert (full.n_iter, full.converged) == (6, False)
     early = fit(X, y, epochs=6, tol=1e9, n_iter_no_change=2)
-    # the first epoch improves on nothing; two stale epochs stop it
-    assert (early.n_iter, early.converged) == (3, True)
+    # scikit-learn MLP's rule: the first epoch sets the best; the third stale
+    # one in a row (more than n_iter_no_change=2) stops
+    assert (early.n_iter, early.converged) == (4, True)
 
 
 def test_refuses_nan_and_several_targets():
@@ -530,7 +530,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
 from skmoe import MLPGate, MoEClassifier, MoERegressor, SoftmaxGate  # noqa: E402
-from skmoe._fused import FusedGate, FusedResult  # noqa: E402
+from skmoe.torch.fused import FusedGate, FusedResult  # noqa: E402
 
 
 def torch_moe(task="regressor", n_experts=4, epochs=5, **params):
@@ -733,7 +733,8 @@ def test_fused_convergence_is_reported():
         warnings.simplefilter("error", ConvergenceWarning)
         loose = torch_moe(epochs=30, tol=10.0).fit(X, y)
     assert loose.converged_
-    assert loose.n_iter_ == 1 + 10  # the first epoch sets the best; 10 stale
+    # the first epoch sets the best; the 11th stale one (more than 10) stops
+    assert loose.n_iter_ == 1 + 11
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

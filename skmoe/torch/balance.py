@@ -5,7 +5,10 @@ The torch twins of :mod:`skmoe._balance`, for gates trained by backprop
 mixture). Each function takes the gate logits ``S`` (a tensor of shape
 ``(b, E)``, the gate being ``G = softmax(S)`` row by row) and the normalised
 row weights ``v`` (shape ``(b,)``, summing to one; ``None`` weighs the rows
-equally), and returns a scalar tensor. With ``P = v @ G`` the mean gate:
+equally), and returns a scalar tensor (where the numpy functions return a
+``(value, gradient)`` pair): the torch code refers to them by namespace,
+``from skmoe.torch import balance as tb; tb.z_loss_penalty(...)``. With
+``P = v @ G`` the mean gate:
 
 - :func:`switch_penalty`: ``E * sum_j f_j P_j``, ``f_j`` the share of rows
   whose top expert is ``j`` (a tie shared ``1/m`` ways), held fixed (no

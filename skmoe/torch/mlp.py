@@ -8,10 +8,10 @@ work on their own, and as experts of :class:`~skmoe.MoEClassifier` and
 iteration continue training the network of the previous one.
 
 torch and skorch are an optional extra (``pip install "skmoe[torch]"``).
-``import skmoe`` never imports them; this module imports them when it is
-first imported (``skmoe.TorchMLPClassifier`` is resolved lazily), and without
-them the estimators raise an ImportError naming the extra when constructed
-or fitted.
+``import skmoe`` never imports them; this module imports them at its top
+(``skmoe.TorchMLPClassifier`` is resolved lazily, through
+:mod:`skmoe._torch_bridge`, which without them gives a stand-in that raises
+an ImportError naming the extra when constructed).
 
 How the pieces work
 -------------------
@@ -42,6 +42,8 @@ How the pieces work
 from numbers import Integral, Real
 
 import numpy as np
+import skorch
+import torch
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -56,23 +58,13 @@ from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
 )
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.utils import to_tensor
+from torch import nn
 
-from ._mixins import ProbabilisticClassifierMixin
-from ._torch_gates import _hidden_sizes
-from ._torch_gates import resolve_device as _resolve_device
-
-try:
-    import skorch
-    import torch
-    from skorch import NeuralNetClassifier, NeuralNetRegressor
-    from skorch.utils import to_tensor
-    from torch import nn
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    _IMPORT_ERROR = exc
-else:
-    _IMPORT_ERROR = None
-
-_INSTALL_HINT = 'pip install "skmoe[torch]"'
+from .._mixins import ProbabilisticClassifierMixin
+from .gates import _activation_layer, _hidden_sizes
+from .gates import resolve_device as _resolve_device
 
 _ACTIVATIONS = ("relu", "tanh", "logistic", "identity", "gelu")
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -82,129 +74,117 @@ _SEED_MAX = np.iinfo(np.int32).max
 _PREDICT_BATCH_SIZE = 1024
 
 
-def _check_torch(owner):
-    """Raise an ImportError naming the extra when torch or skorch is missing."""
-    if _IMPORT_ERROR is not None:
-        raise ImportError(
-            f"{owner} needs torch and skorch, which are not installed "
-            f"({_IMPORT_ERROR}). Install them with: {_INSTALL_HINT}"
-        ) from _IMPORT_ERROR
+class _MLPModule(nn.Module):
+    """Linear layers with an activation (and dropout) between them.
 
+    ``forward`` takes ``sample_weight`` only because skorch passes every
+    key of a dict ``X`` to it; the weights are used by the loss.
+    """
 
-if _IMPORT_ERROR is None:
-    from ._torch_gates import _activation_layer
+    def __init__(
+        self,
+        n_features,
+        n_outputs,
+        hidden_layer_sizes=(64,),
+        activation="relu",
+        dropout=0.0,
+    ):
+        super().__init__()
+        layers = []
+        width = n_features
+        for size in hidden_layer_sizes:
+            layers.append(nn.Linear(width, size))
+            layers.append(_activation_layer(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, n_outputs))
+        self.layers = nn.Sequential(*layers)
 
-    class _MLPModule(nn.Module):
-        """Linear layers with an activation (and dropout) between them.
+    def forward(self, X, sample_weight=None):
+        return self.layers(X)
 
-        ``forward`` takes ``sample_weight`` only because skorch passes every
-        key of a dict ``X`` to it; the weights are used by the loss.
-        """
+class _WeightedLossMixin:
+    """Reduce an unreduced criterion to a weighted batch mean.
 
-        def __init__(
-            self,
-            n_features,
-            n_outputs,
-            hidden_layer_sizes=(64,),
-            activation="relu",
-            dropout=0.0,
-        ):
-            super().__init__()
-            layers = []
-            width = n_features
-            for size in hidden_layer_sizes:
-                layers.append(nn.Linear(width, size))
-                layers.append(_activation_layer(activation))
-                if dropout > 0:
-                    layers.append(nn.Dropout(dropout))
-                width = size
-            layers.append(nn.Linear(width, n_outputs))
-            self.layers = nn.Sequential(*layers)
+    The skorch documentation's recipe for sample weights: ``X`` is a dict
+    holding them, the criterion has ``reduction="none"``.
+    """
 
-        def forward(self, X, sample_weight=None):
-            return self.layers(X)
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if loss.dim() > 1:
+            # regression with several outputs: mean over the outputs
+            loss = loss.reshape(loss.shape[0], -1).mean(dim=1)
+        if isinstance(X, dict) and "sample_weight" in X:
+            weight = to_tensor(X["sample_weight"], device=loss.device)
+            return (weight.to(loss.dtype) * loss).mean()
+        return loss.mean()
 
-    class _WeightedLossMixin:
-        """Reduce an unreduced criterion to a weighted batch mean.
+class _BatchIterator:
+    """Minibatches sliced from the whole arrays, not collated row by row.
 
-        The skorch documentation's recipe for sample weights: ``X`` is a dict
-        holding them, the criterion has ``reduction="none"``.
-        """
+    Used as skorch's ``iterator_train`` and ``iterator_valid``: torch's
+    DataLoader calls ``dataset[i]`` once per row and stacks the rows, which
+    costs more than the forward and backward passes of a small network.
+    Here each batch is one fancy-indexing of ``X`` (a dict of arrays) and
+    ``y``. Shuffling draws ``torch.randperm`` from torch's CPU generator,
+    which ``fit`` seeds. Datasets other than skorch's plain ``Dataset``
+    (e.g. the subsets of a ``train_split``) go through a DataLoader.
+    """
 
-        def get_loss(self, y_pred, y_true, X=None, training=False):
-            loss = super().get_loss(y_pred, y_true, X=X, training=training)
-            if loss.dim() > 1:
-                # regression with several outputs: mean over the outputs
-                loss = loss.reshape(loss.shape[0], -1).mean(dim=1)
-            if isinstance(X, dict) and "sample_weight" in X:
-                weight = to_tensor(X["sample_weight"], device=loss.device)
-                return (weight.to(loss.dtype) * loss).mean()
-            return loss.mean()
+    def __init__(self, dataset, batch_size=128, shuffle=False, **kwargs):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.kwargs = kwargs
 
-    class _BatchIterator:
-        """Minibatches sliced from the whole arrays, not collated row by row.
+    def _sliceable(self):
+        dataset = self.dataset
+        return (
+            type(dataset) is skorch.dataset.Dataset
+            and not dataset.X_is_ndframe
+            and not self.kwargs
+        )
 
-        Used as skorch's ``iterator_train`` and ``iterator_valid``: torch's
-        DataLoader calls ``dataset[i]`` once per row and stacks the rows, which
-        costs more than the forward and backward passes of a small network.
-        Here each batch is one fancy-indexing of ``X`` (a dict of arrays) and
-        ``y``. Shuffling draws ``torch.randperm`` from torch's CPU generator,
-        which ``fit`` seeds. Datasets other than skorch's plain ``Dataset``
-        (e.g. the subsets of a ``train_split``) go through a DataLoader.
-        """
+    def __len__(self):
+        return -(-len(self.dataset) // self.batch_size)
 
-        def __init__(self, dataset, batch_size=128, shuffle=False, **kwargs):
-            self.dataset = dataset
-            self.batch_size = batch_size
-            self.shuffle = shuffle
-            self.kwargs = kwargs
-
-        def _sliceable(self):
-            dataset = self.dataset
-            return (
-                type(dataset) is skorch.dataset.Dataset
-                and not dataset.X_is_ndframe
-                and not self.kwargs
+    def __iter__(self):
+        if not self._sliceable():
+            loader = torch.utils.data.DataLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                shuffle=self.shuffle,
+                **self.kwargs,
             )
+            yield from loader
+            return
+        X, y = self.dataset.X, self.dataset.y
+        n = len(self.dataset)
+        order = torch.randperm(n).numpy() if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            rows = (
+                order[start : start + self.batch_size]
+                if order is not None
+                else slice(start, start + self.batch_size)
+            )
+            yield _take(X, rows), _take(y, rows)
 
-        def __len__(self):
-            return -(-len(self.dataset) // self.batch_size)
+def _take(data, rows):
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return {key: _take(value, rows) for key, value in data.items()}
+    if isinstance(data, torch.Tensor):
+        return data[rows]
+    return torch.from_numpy(np.ascontiguousarray(data[rows]))
 
-        def __iter__(self):
-            if not self._sliceable():
-                loader = torch.utils.data.DataLoader(
-                    self.dataset,
-                    batch_size=self.batch_size,
-                    shuffle=self.shuffle,
-                    **self.kwargs,
-                )
-                yield from loader
-                return
-            X, y = self.dataset.X, self.dataset.y
-            n = len(self.dataset)
-            order = torch.randperm(n).numpy() if self.shuffle else None
-            for start in range(0, n, self.batch_size):
-                rows = (
-                    order[start : start + self.batch_size]
-                    if order is not None
-                    else slice(start, start + self.batch_size)
-                )
-                yield _take(X, rows), _take(y, rows)
+class _WeightedNetClassifier(_WeightedLossMixin, NeuralNetClassifier):
+    """NeuralNetClassifier whose loss honours per-sample weights."""
 
-    def _take(data, rows):
-        if data is None:
-            return None
-        if isinstance(data, dict):
-            return {key: _take(value, rows) for key, value in data.items()}
-        if isinstance(data, torch.Tensor):
-            return data[rows]
-        return torch.from_numpy(np.ascontiguousarray(data[rows]))
-
-    class _WeightedNetClassifier(_WeightedLossMixin, NeuralNetClassifier):
-        """NeuralNetClassifier whose loss honours per-sample weights."""
-
-    class _WeightedNetRegressor(_WeightedLossMixin, NeuralNetRegressor):
-        """NeuralNetRegressor whose loss honours per-sample weights."""
+class _WeightedNetRegressor(_WeightedLossMixin, NeuralNetRegressor):
+    """NeuralNetRegressor whose loss honours per-sample weights."""
 
 
 def _optimizer_class(optimizer):
@@ -315,7 +295,6 @@ class _BaseTorchMLP(BaseEstimator):
         random_state=None,
         verbose=0,
     ):
-        _check_torch(type(self).__name__)
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.dropout = dropout
@@ -333,8 +312,12 @@ class _BaseTorchMLP(BaseEstimator):
 
     # -- what subclasses provide ----------------------------------------------
 
-    _net_class_name = None  # name of the skorch net class in this module
+    _net_class = None  # the skorch net class
     _criterion_name = None  # name of the criterion in torch.nn
+    # The mixtures may train experts of this kind, all of one architecture,
+    # as one fused torch module (skmoe.torch.fused); read from the class by
+    # the estimators, which so never look for torch themselves.
+    _skmoe_fusable = True
 
     def _encode_target(self, y):  # pragma: no cover - overridden
         """Return ``(y for the net, n_outputs, attributes)`` for a new network.
@@ -384,9 +367,8 @@ class _BaseTorchMLP(BaseEstimator):
         return all(_same(a, b) for a, b in zip(previous, architecture))
 
     def _build_net(self, n_features, n_outputs, device):
-        net_class = globals()[self._net_class_name]
         criterion = getattr(nn, self._criterion_name)
-        return net_class(
+        return self._net_class(
             module=_MLPModule,
             module__n_features=n_features,
             module__n_outputs=n_outputs,
@@ -411,7 +393,6 @@ class _BaseTorchMLP(BaseEstimator):
         )
 
     def _fit(self, X, y, sample_weight):
-        _check_torch(type(self).__name__)
         X, y = validate_data(
             self,
             X,
@@ -604,7 +585,7 @@ class TorchMLPClassifier(ProbabilisticClassifierMixin, ClassifierMixin, _BaseTor
     """
     )
 
-    _net_class_name = "_WeightedNetClassifier"
+    _net_class = _WeightedNetClassifier
     _criterion_name = "CrossEntropyLoss"
 
     def _encode_target(self, y):
@@ -736,7 +717,7 @@ class TorchMLPRegressor(RegressorMixin, _BaseTorchMLP):
     """
     )
 
-    _net_class_name = "_WeightedNetRegressor"
+    _net_class = _WeightedNetRegressor
     _criterion_name = "MSELoss"
 
     def _encode_target(self, y):

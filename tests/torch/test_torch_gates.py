@@ -1,7 +1,7 @@
-"""Tests of skmoe._torch_gates: MLPGate, and the backprop step of both gates.
+"""Tests of skmoe.torch.gates: MLPGate, and the backprop step of both gates.
 
-The import tests at the top run without torch (in a subprocess that hides
-it); the others are skipped when torch is missing.
+Skipped without torch (tests/torch/conftest.py); the import tests that run
+without torch are in tests/test_optional_torch.py.
 """
 
 import doctest
@@ -10,38 +10,27 @@ import pickle
 import joblib
 import numpy as np
 import pytest
+import torch
 from scipy.special import log_softmax, logsumexp, softmax
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
 import skmoe
-from skmoe import SoftmaxGate
-
-from _helpers import one_torch_thread, run_python
-
-try:
-    import torch
-except ImportError:
-    torch = None
-
-requires_torch = pytest.mark.skipif(
-    torch is None, reason='needs torch: pip install "skmoe[torch]"'
+import skmoe.torch.gates as torch_gates
+from skmoe import MLPGate, SoftmaxGate
+from skmoe.torch import balance as tb
+from skmoe.torch.gates import (
+    GateNetwork,
+    GateObjective,
+    linear_gate_network,
+    linear_gate_parameters,
+    mixture_loss,
+    routed_log_mixture,
+    soft_target_loss,
+    training_candidates,
 )
 
-if torch is not None:
-    import skmoe._torch_gates as torch_gates
-    from skmoe import MLPGate
-    from skmoe._torch_balance import importance_penalty, load_penalty
-    from skmoe._torch_gates import (
-        GateNetwork,
-        GateObjective,
-        linear_gate_network,
-        linear_gate_parameters,
-        mixture_loss,
-        routed_log_mixture,
-        soft_target_loss,
-        training_candidates,
-    )
+from _helpers import one_torch_thread
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -96,62 +85,9 @@ GATES = {
 }
 
 
-# -- optional dependency ----------------------------------------------------------
-
-
-def test_softmax_gate_fit_and_import_skmoe_leave_torch_alone():
-    result = run_python(
-        """
-        import sys
-        import numpy as np
-        import skmoe
-        from skmoe import SoftmaxGate
-        X = np.random.RandomState(0).normal(size=(20, 2))
-        R = np.tile([0.3, 0.7], (20, 1))
-        SoftmaxGate(balance="switch").fit(X, R).predict_proba(X)
-        assert "torch" not in sys.modules, "torch was imported"
-        assert "MLPGate" in dir(skmoe)
-        print("ok")
-        """
-    )
-    assert result.returncode == 0, result.stderr
-    assert "ok" in result.stdout
-
-
-def test_without_torch_the_backprop_gates_name_the_extra():
-    result = run_python(
-        """
-        import sys
-        import numpy as np
-        from skmoe import MLPGate, SoftmaxGate
-
-        hint = 'pip install "skmoe[torch]"'
-        X = np.random.RandomState(0).normal(size=(20, 2))
-        try:
-            MLPGate()
-        except ImportError as exc:
-            assert hint in str(exc), str(exc)
-        else:
-            raise AssertionError("MLPGate() did not raise ImportError")
-        gate = SoftmaxGate().fit(X, np.tile([0.3, 0.7], (20, 1)))
-        try:
-            gate.fit_mixture(X, np.zeros((20, 2)))
-        except ImportError as exc:
-            assert hint in str(exc), str(exc)
-        else:
-            raise AssertionError("fit_mixture did not raise ImportError")
-        print("ok")
-        """,
-        without_torch=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "ok" in result.stdout
-
-
 # -- MLPGate: fitting soft targets ----------------------------------------------------
 
 
-@requires_torch
 def test_mlp_gate_learns_a_routing_a_softmax_gate_cannot():
     X, R, region = xor_problem()
     mlp = fast_mlp(hidden_layer_sizes=(16,)).fit(X, R)
@@ -167,7 +103,6 @@ def test_mlp_gate_learns_a_routing_a_softmax_gate_cannot():
     assert np.isfinite(mlp.loss_)
 
 
-@requires_torch
 def test_mlp_gate_predictions_are_probabilities_in_float64():
     X, R, _ = xor_problem(n=100)
     gate = fast_mlp(max_epochs=3).fit(X, R)
@@ -179,7 +114,6 @@ def test_mlp_gate_predictions_are_probabilities_in_float64():
     )
 
 
-@requires_torch
 def test_an_untrained_gate_network_is_uniform_and_noise_starts_at_zero():
     network = GateNetwork(3, 4, (5,), "tanh", noisy=True)
     logits, noise_std = network(torch.randn(6, 3))
@@ -188,7 +122,6 @@ def test_an_untrained_gate_network_is_uniform_and_noise_starts_at_zero():
     assert GateNetwork(3, 4)(torch.randn(2, 3))[1] is None
 
 
-@requires_torch
 def test_mlp_gate_is_reproducible_and_seeded():
     X, R, _ = xor_problem(n=150)
     first = fast_mlp(max_epochs=5).fit(X, R).predict_proba(X)
@@ -198,7 +131,6 @@ def test_mlp_gate_is_reproducible_and_seeded():
     assert np.abs(first - other).max() > 1e-4
 
 
-@requires_torch
 def test_a_cold_fit_restarts_the_seeds_warm_calls_continue_them(monkeypatch):
     seeds = []
     real_train_gate = torch_gates.train_gate
@@ -231,7 +163,6 @@ def test_a_cold_fit_restarts_the_seeds_warm_calls_continue_them(monkeypatch):
     assert seeds[0] == seeds[1]
 
 
-@requires_torch
 def test_training_leaves_the_global_torch_rng_alone():
     X, log_likelihood, _ = routing_problem(n=60)
     torch.manual_seed(123)
@@ -242,7 +173,6 @@ def test_training_leaves_the_global_torch_rng_alone():
     assert torch.equal(torch.get_rng_state(), before)
 
 
-@requires_torch
 def test_clone_and_get_params():
     gate = MLPGate((4, 3), activation="tanh", alpha=0.1, balance="entropy")
     params = gate.get_params()
@@ -256,7 +186,6 @@ def test_clone_and_get_params():
     assert defaults["device"] == "auto" and defaults["balance"] is None
 
 
-@requires_torch
 @pytest.mark.parametrize("dump", ["pickle", "joblib"])
 def test_persistence_round_trip_gives_identical_predictions(dump, tmp_path):
     X, R, _ = xor_problem(n=100)
@@ -271,7 +200,6 @@ def test_persistence_round_trip_gives_identical_predictions(dump, tmp_path):
     assert next(loaded.network_.parameters()).device.type == "cpu"
 
 
-@requires_torch
 def test_warm_start_continues_the_network_cold_start_replaces_it():
     X, R, _ = xor_problem(n=200)
     gate = fast_mlp(max_epochs=40).fit(X, R)
@@ -286,16 +214,16 @@ def test_warm_start_continues_the_network_cold_start_replaces_it():
     assert gate.network_.n_experts == 3 and gate.n_experts_ == 3
 
 
-@requires_torch
 def test_fit_stops_when_the_loss_stalls():
     X, R, _ = xor_problem(n=100)
     stalled = fast_mlp(max_epochs=200, tol=10.0, n_iter_no_change=2).fit(X, R)
-    assert stalled.n_iter_ == 3  # the first epoch, then two without progress
+    # scikit-learn MLP's rule: the first epoch sets the best, and the third
+    # epoch in a row without progress (more than n_iter_no_change=2) stops
+    assert stalled.n_iter_ == 4
     full = fast_mlp(max_epochs=20, tol=0.0, n_iter_no_change=20).fit(X, R)
     assert full.n_iter_ == 20
 
 
-@requires_torch
 @pytest.mark.parametrize(
     "params",
     [
@@ -316,7 +244,6 @@ def test_invalid_parameters_raise(params):
         MLPGate(**params).fit(X, R)
 
 
-@requires_torch
 def test_hidden_layer_sizes_must_be_positive():
     X, R, _ = xor_problem(n=20)
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
@@ -326,7 +253,6 @@ def test_hidden_layer_sizes_must_be_positive():
     assert len(gate.network_.logit_weights()) == 1
 
 
-@requires_torch
 def test_l2_follows_alpha():
     X, R, _ = xor_problem(n=200)
     norms = [
@@ -342,7 +268,6 @@ def test_l2_follows_alpha():
 # -- the balanced mask -------------------------------------------------------------
 
 
-@requires_torch
 @pytest.mark.parametrize("balance", ["switch", "importance", "entropy"])
 def test_the_penalty_leaves_excluded_experts_alone(balance):
     # The gradient on the output row of an expert out of ``balanced`` is the
@@ -374,7 +299,6 @@ def test_the_penalty_leaves_excluded_experts_alone(balance):
     assert (difference[balanced] > 1e-4).all()
 
 
-@requires_torch
 def test_balanced_mask_is_checked():
     X, R, _ = xor_problem(n=20)
     for bad in [np.array([1, 0]), np.array([True, False, True])]:
@@ -387,7 +311,6 @@ def test_balanced_mask_is_checked():
 # -- fit_mixture -------------------------------------------------------------------
 
 
-@requires_torch
 @pytest.mark.parametrize("kind", sorted(GATES))
 @pytest.mark.parametrize("top_k", [None, 1])
 def test_fit_mixture_routes_rows_to_their_best_expert(kind, top_k):
@@ -402,7 +325,6 @@ def test_fit_mixture_routes_rows_to_their_best_expert(kind, top_k):
     assert gate.n_iter_ == 10 and np.isfinite(gate.loss_)
 
 
-@requires_torch
 def test_fit_mixture_warm_starts_from_the_current_parameters():
     X, log_likelihood, _ = routing_problem()
     gate = SoftmaxGate(C=10.0).fit(X, softmax(2 * log_likelihood, axis=1))
@@ -417,7 +339,6 @@ def test_fit_mixture_warm_starts_from_the_current_parameters():
     assert np.abs(fresh.coef_).max() < 2e-3
 
 
-@requires_torch
 @pytest.mark.parametrize("kind", sorted(GATES))
 def test_zero_weight_rows_are_the_same_as_no_rows(kind):
     X, log_likelihood, _ = routing_problem(n=120)
@@ -442,7 +363,6 @@ def test_zero_weight_rows_are_the_same_as_no_rows(kind):
     assert np.abs(unweighted.predict_proba(X) - removed.predict_proba(X)).max() > 1e-4
 
 
-@requires_torch
 def test_unavailable_experts_get_no_gradient_and_no_weight():
     # Expert 2 is dropped (-inf everywhere), expert 1 is unavailable to some
     # rows: the dropped expert's parameters never move from zero.
@@ -469,7 +389,6 @@ def test_unavailable_experts_get_no_gradient_and_no_weight():
     assert torch.isfinite(logits.grad).all()
 
 
-@requires_torch
 def test_training_candidates_are_twice_top_k_among_the_available():
     logits = torch.tensor(
         [[5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0], [5.0, 4.0, 3.0, 2, 1]]
@@ -487,7 +406,6 @@ def test_training_candidates_are_twice_top_k_among_the_available():
     assert training_candidates(logits, ll, top_k=2)[1].int().tolist() == [0, 0, 0, 1, 1]
 
 
-@requires_torch
 def test_noisy_training_learns_the_noise_and_predicts_without_it():
     X, log_likelihood, _ = routing_problem()
     gate = SoftmaxGate(random_state=0, balance="importance", balance_strength=0.1)
@@ -510,7 +428,6 @@ def test_noisy_training_learns_the_noise_and_predicts_without_it():
     assert not hasattr(gate, "noise_coef_")
 
 
-@requires_torch
 def test_noisy_mlp_gate_predicts_deterministically():
     X, log_likelihood, _ = routing_problem(n=100)
     gate = fast_mlp().fit_mixture(X, log_likelihood, top_k=1, noisy=True)
@@ -519,7 +436,6 @@ def test_noisy_mlp_gate_predicts_deterministically():
     np.testing.assert_array_equal(gate.predict_proba(X), gate.predict_proba(X))
 
 
-@requires_torch
 def test_noisy_mixture_loss_adds_the_load_penalty_to_importance():
     rng = np.random.RandomState(0)
     batch = {
@@ -544,13 +460,12 @@ def test_noisy_mixture_loss_adds_the_load_penalty_to_importance():
         v @ (routed_log_mixture(noisy, batch["log_likelihood"], 1) + batch["offset"])
     )
     expected = nll + 0.3 * (
-        importance_penalty(clean, v) + load_penalty(clean, noisy, std, 1, v)
+        tb.importance_penalty(clean, v) + tb.load_penalty(clean, noisy, std, 1, v)
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
-    assert load_penalty(clean, noisy, std, 1, v).item() > 1e-3
+    assert tb.load_penalty(clean, noisy, std, 1, v).item() > 1e-3
 
 
-@requires_torch
 def test_the_log_likelihood_offset_changes_the_loss_not_the_gate():
     X, log_likelihood, _ = routing_problem(n=80)
     log_likelihood = np.round(log_likelihood * 8) / 8  # exact in binary
@@ -561,7 +476,6 @@ def test_the_log_likelihood_offset_changes_the_loss_not_the_gate():
     assert moved.loss_ - gate.loss_ == pytest.approx(-(1024 - 4096) / 2, rel=1e-4)
 
 
-@requires_torch
 def test_fit_mixture_checks_its_inputs():
     X, log_likelihood, _ = routing_problem(n=20)
     gate = SoftmaxGate()
@@ -587,7 +501,6 @@ def test_fit_mixture_checks_its_inputs():
         fast_mlp().fit_mixture(X, log_likelihood, noisy=True)
 
 
-@requires_torch
 def test_fit_mixture_with_an_always_on_expert():
     X, log_likelihood, best = routing_problem()
     shared = np.full((len(X), 1), -1.0)
@@ -602,7 +515,6 @@ def test_fit_mixture_with_an_always_on_expert():
 # -- linear networks and docs -------------------------------------------------------
 
 
-@requires_torch
 def test_linear_gate_network_round_trips_the_parameters():
     rng = np.random.RandomState(0)
     coef, intercept = rng.normal(size=(3, 2)), rng.normal(size=2)
@@ -617,13 +529,11 @@ def test_linear_gate_network_round_trips_the_parameters():
     np.testing.assert_allclose(logits.detach().numpy(), z @ coef + intercept, rtol=1e-5)
 
 
-@requires_torch
 def test_skmoe_exports_mlp_gate_lazily():
     assert skmoe.MLPGate is MLPGate
     assert "MLPGate" in skmoe.__all__
 
 
-@requires_torch
 def test_docstring_examples():
     result = doctest.testmod(torch_gates, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
