@@ -614,9 +614,7 @@ class SoftmaxGate(_BaseGate):
 
     def _keep_network(self, network):
         torch_gates = _torch_bridge.gate_training(type(self).__name__)
-        self.coef_, self.intercept_, noise = torch_gates.linear_gate_parameters(
-            network
-        )
+        self.coef_, self.intercept_, noise = torch_gates.linear_gate_parameters(network)
         if noise is not None:
             self.noise_coef_, self.noise_intercept_ = noise
 

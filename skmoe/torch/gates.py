@@ -64,7 +64,6 @@ def resolve_device(device):
     return device
 
 
-
 def _activation_layer(name):
     """The torch layer of an activation named as scikit-learn names it."""
     return {
@@ -74,6 +73,7 @@ def _activation_layer(name):
         "identity": nn.Identity,
         "gelu": nn.GELU,
     }[name]()
+
 
 def _zero_linear(n_inputs, n_outputs):
     """A linear layer with zero weights and bias.
@@ -85,6 +85,7 @@ def _zero_linear(n_inputs, n_outputs):
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
     return layer
+
 
 class GateNetwork(nn.Module):
     """The gate's logits and, for noisy gating, its noise scale.

@@ -104,6 +104,7 @@ class _MLPModule(nn.Module):
     def forward(self, X, sample_weight=None):
         return self.layers(X)
 
+
 class _WeightedLossMixin:
     """Reduce an unreduced criterion to a weighted batch mean.
 
@@ -120,6 +121,7 @@ class _WeightedLossMixin:
             weight = to_tensor(X["sample_weight"], device=loss.device)
             return (weight.to(loss.dtype) * loss).mean()
         return loss.mean()
+
 
 class _BatchIterator:
     """Minibatches sliced from the whole arrays, not collated row by row.
@@ -171,6 +173,7 @@ class _BatchIterator:
             )
             yield _take(X, rows), _take(y, rows)
 
+
 def _take(data, rows):
     if data is None:
         return None
@@ -180,8 +183,10 @@ def _take(data, rows):
         return data[rows]
     return torch.from_numpy(np.ascontiguousarray(data[rows]))
 
+
 class _WeightedNetClassifier(_WeightedLossMixin, NeuralNetClassifier):
     """NeuralNetClassifier whose loss honours per-sample weights."""
+
 
 class _WeightedNetRegressor(_WeightedLossMixin, NeuralNetRegressor):
     """NeuralNetRegressor whose loss honours per-sample weights."""
