@@ -79,8 +79,7 @@ class MoEClassifier(
     specialise : "auto" or int, default="auto"
         Under ``training="crossfit"``, the most specialisation rounds: the
         experts are cross-fitted again with the gate's responsibilities as
-        sample weights (with ``top_k``, each row's k most responsible
-        experts) and a new gate is chosen; a round is kept only if the
+        sample weights and a new gate is chosen; a round is kept only if the
         held-out loss improves, and the first that does not ends them.
         ``"auto"`` is 0 for a list of experts (a gated stacking of the
         experts as given) and 10 for clones of one template, which start from

@@ -22,6 +22,7 @@ from skmoe import ConstantGate, ExpertFallbackWarning, MoEClassifier, MoERegress
 
 from _helpers import (
     CountingClassifier,
+    CountingRegressor,
     clear_fit_log,
     fits,
     regime_data,
@@ -182,6 +183,17 @@ def test_regressor_selects_by_squared_error_of_the_mean():
     assert np.all(std > 0)
 
 
+def test_noise_variance_is_the_out_of_fold_residual_variance():
+    # one expert: every row's responsibility is 1, so its noise is its
+    # out-of-fold mean squared error
+    X, y, _ = regime_data(n_samples=200)
+    moe = MoERegressor(
+        [("linear", LinearRegression())], training="crossfit", random_state=0
+    ).fit(X, y)
+    oof = cross_val_predict(LinearRegression(), X, y, cv=5)
+    np.testing.assert_allclose(moe.noise_variance_, [np.mean((y - oof) ** 2)])
+
+
 def test_clones_specialise_and_recover_the_regimes():
     X, y, regime = regime_data(n_samples=400)
     moe = MoERegressor(
@@ -214,13 +226,19 @@ def test_a_round_is_kept_only_if_the_held_out_loss_improves():
     assert len(moe.oof_log_likelihood_) == len(moe.loss_curve_)
 
 
-def test_top_k_routes_each_row_to_k_experts():
+def test_top_k_routes_each_row_to_k_experts_and_calls_only_them():
     X, y, _ = regime_data(n_samples=300)
     moe = MoERegressor(
-        LinearRegression(), n_experts=3, top_k=1, training="crossfit", random_state=0
+        CountingRegressor(), n_experts=3, top_k=1, training="crossfit", random_state=0
     ).fit(X, y)
     gate = moe.gate_proba(X)
     assert np.all((gate > 0).sum(axis=1) == 1)
+    for expert in moe.experts_:
+        expert.predict_calls_ = []
+    moe.predict(X)
+    for j, expert in enumerate(moe.experts_):
+        seen = row_indices(X, expert.predicted_rows())
+        np.testing.assert_array_equal(np.sort(seen), np.flatnonzero(gate[:, j] > 0))
 
 
 # -- sample weights -----------------------------------------------------------

@@ -66,7 +66,11 @@ def test_a_dropped_expert_is_dead():
     X, y, _ = regime_data(n_samples=200)
     useless = DummyRegressor(strategy="constant", constant=100.0)
     moe = quiet_fit(
-        MoERegressor([("useless", useless), ("lin", LinearRegression())], max_iter=10),
+        MoERegressor(
+            [("useless", useless), ("lin", LinearRegression())],
+            max_iter=10,
+            training="em",
+        ),
         X,
         y,
     )

@@ -71,7 +71,7 @@ def _regressor_nll(moe, X, y):
 
 def test_loss_curve_is_the_mixture_nll_per_iteration():
     X, y, _ = regime_data(n_samples=200)
-    params = dict(n_experts=2, init="random", tol=1e-6, random_state=0)
+    params = dict(n_experts=2, init="random", tol=1e-6, random_state=0, training="em")
     moe = quiet_fit(MoERegressor(LinearRegression(), max_iter=30, **params), X, y)
     assert len(moe.loss_curve_) == moe.n_iter_
     assert all(np.isfinite(moe.loss_curve_))
@@ -92,6 +92,7 @@ def test_classifier_loss_is_the_mixture_nll():
             ],
             max_iter=5,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -106,7 +107,12 @@ def test_loss_is_the_nll_of_the_sparse_mixture(top_k):
     X, y, _ = regime_data(n_samples=200)
     moe = quiet_fit(
         MoERegressor(
-            LinearRegression(), n_experts=3, top_k=top_k, max_iter=5, random_state=0
+            LinearRegression(),
+            n_experts=3,
+            top_k=top_k,
+            max_iter=5,
+            random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -119,7 +125,12 @@ def test_converged_run_stops_before_max_iter():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         moe = MoERegressor(
-            LinearRegression(), n_experts=2, max_iter=50, tol=1e-3, random_state=0
+            LinearRegression(),
+            n_experts=2,
+            max_iter=50,
+            tol=1e-3,
+            random_state=0,
+            training="em",
         ).fit(X, y)
     assert moe.converged_ is True
     assert moe.n_iter_ < 50
@@ -136,6 +147,7 @@ def test_convergence_warning_when_max_iter_too_small():
         max_iter=2,
         tol=1e-12,
         random_state=0,
+        training="em",
     )
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         moe.fit(X, y)
@@ -146,7 +158,9 @@ def test_convergence_warning_when_max_iter_too_small():
 
 def test_max_iter_one_warns_and_still_predicts():
     X, y, _ = regime_data(n_samples=100)
-    moe = MoERegressor(LinearRegression(), n_experts=2, max_iter=1, random_state=0)
+    moe = MoERegressor(
+        LinearRegression(), n_experts=2, max_iter=1, random_state=0, training="em"
+    )
     with pytest.warns(ConvergenceWarning):
         moe.fit(X, y)
     assert moe.n_iter_ == 1 and moe.converged_ is False
@@ -191,7 +205,12 @@ def test_soft_em_gives_fractional_weights():
     X, y, _ = regime_data(n_samples=200)
     quiet_fit(
         MoERegressor(
-            CountingRegressor(), n_experts=2, init="random", max_iter=3, random_state=0
+            CountingRegressor(),
+            n_experts=2,
+            init="random",
+            max_iter=3,
+            random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -208,7 +227,12 @@ def test_string_inits_fit(init):
     X, y, _ = regime_data(n_samples=150)
     moe = quiet_fit(
         MoERegressor(
-            LinearRegression(), n_experts=2, init=init, max_iter=5, random_state=0
+            LinearRegression(),
+            n_experts=2,
+            init=init,
+            max_iter=5,
+            random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -221,7 +245,12 @@ def test_uniform_init_leaves_clones_identical_and_auto_uses_kmeans():
     X, y, _ = regime_data(n_samples=150)
     uniform = quiet_fit(
         MoERegressor(
-            LinearRegression(), n_experts=2, init="uniform", max_iter=5, random_state=0
+            LinearRegression(),
+            n_experts=2,
+            init="uniform",
+            max_iter=5,
+            random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -229,9 +258,11 @@ def test_uniform_init_leaves_clones_identical_and_auto_uses_kmeans():
     first, second = uniform.experts_
     np.testing.assert_allclose(first.coef_, second.coef_)
     # so clones of one template start from k-means by default
-    auto = MoERegressor(LinearRegression(), n_experts=2, random_state=0).fit(X, y)
+    auto = MoERegressor(
+        LinearRegression(), n_experts=2, random_state=0, training="em"
+    ).fit(X, y)
     kmeans = MoERegressor(
-        LinearRegression(), n_experts=2, init="kmeans", random_state=0
+        LinearRegression(), n_experts=2, init="kmeans", random_state=0, training="em"
     ).fit(X, y)
     np.testing.assert_array_equal(auto.predict(X), kmeans.predict(X))
     assert not np.allclose(auto.experts_[0].coef_, auto.experts_[1].coef_)
@@ -243,9 +274,15 @@ def test_auto_init_is_uniform_for_a_list_of_experts():
         ("lr", LogisticRegression()),
         ("tree", DecisionTreeClassifier(max_depth=2)),
     ]
-    auto = quiet_fit(MoEClassifier(experts, max_iter=3, random_state=0), X, y)
+    auto = quiet_fit(
+        MoEClassifier(experts, max_iter=3, random_state=0, training="em"), X, y
+    )
     uniform = quiet_fit(
-        MoEClassifier(experts, init="uniform", max_iter=3, random_state=0), X, y
+        MoEClassifier(
+            experts, init="uniform", max_iter=3, random_state=0, training="em"
+        ),
+        X,
+        y,
     )
     np.testing.assert_array_equal(auto.predict_proba(X), uniform.predict_proba(X))
 
@@ -253,7 +290,9 @@ def test_auto_init_is_uniform_for_a_list_of_experts():
 @pytest.mark.parametrize("shape", [(10, 2), (150, 3), (150,)])
 def test_init_array_of_wrong_shape_is_refused(shape):
     X, y, _ = regime_data(n_samples=150)
-    moe = MoERegressor(LinearRegression(), n_experts=2, init=np.ones(shape))
+    moe = MoERegressor(
+        LinearRegression(), n_experts=2, init=np.ones(shape), training="em"
+    )
     with pytest.raises(ValueError, match=re.escape("(150, 2)")):
         moe.fit(X, y)
 
@@ -267,7 +306,9 @@ def test_init_array_with_bad_values_is_refused(bad):
     X, y, regime = regime_data(n_samples=100)
     R = np.eye(2)[regime]
     with pytest.raises(ValueError, match="init"):
-        MoERegressor(LinearRegression(), n_experts=2, init=bad(R)).fit(X, y)
+        MoERegressor(LinearRegression(), n_experts=2, init=bad(R), training="em").fit(
+            X, y
+        )
 
 
 @pytest.mark.parametrize("owner_of_a", [0, 1])
@@ -279,7 +320,12 @@ def test_init_array_decides_which_expert_owns_which_regime(owner_of_a):
     R[~in_a, 1 - owner_of_a] = 1.0
     moe = quiet_fit(
         MoERegressor(
-            LinearRegression(), n_experts=2, init=R, max_iter=10, random_state=0
+            LinearRegression(),
+            n_experts=2,
+            init=R,
+            max_iter=10,
+            random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -296,7 +342,7 @@ def test_init_array_decides_which_expert_owns_which_regime(owner_of_a):
 
 def test_n_init_keeps_the_lowest_loss():
     X, y, _ = regime_data(n_samples=150)
-    params = dict(n_experts=2, init="random", max_iter=4, tol=0.0)
+    params = dict(n_experts=2, init="random", max_iter=4, tol=0.0, training="em")
 
     # n_init restarts draw from one generator in turn; fitting n_init=1 three
     # times with one shared generator replays the three restarts one by one.
@@ -330,7 +376,9 @@ def test_n_init_keeps_the_lowest_loss():
 
 def test_n_init_is_never_worse_than_its_first_run():
     X, y, _ = regime_data(n_samples=150)
-    params = dict(n_experts=2, init="random", max_iter=4, tol=0.0, random_state=3)
+    params = dict(
+        n_experts=2, init="random", max_iter=4, tol=0.0, random_state=3, training="em"
+    )
     one = quiet_fit(MoERegressor(LinearRegression(), n_init=1, **params), X, y)
     five = quiet_fit(MoERegressor(LinearRegression(), n_init=5, **params), X, y)
     assert five.loss_ <= one.loss_ + 1e-12
@@ -358,6 +406,7 @@ def test_top_1_refits_each_expert_on_its_share_only():
             top_k=1,
             max_iter=4,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -380,6 +429,7 @@ def test_dense_refits_see_every_row():
             init="random",
             max_iter=2,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -398,6 +448,7 @@ def test_expert_without_sample_weight_gets_a_weighted_resample():
             ],
             max_iter=2,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -445,6 +496,7 @@ def test_em_moves_the_boundary_from_a_shifted_init(top_k):
             max_iter=50,
             tol=1e-6,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -463,7 +515,12 @@ def test_expert_with_no_responsibility_is_reseeded_or_dropped_without_nan():
     X, y, regime = regime_data(n_samples=200)
     R = np.c_[np.eye(2)[regime], np.zeros(len(y))]  # expert 2 starts with nothing
     moe = MoERegressor(
-        LinearRegression(), n_experts=3, init=R, max_iter=10, random_state=0
+        LinearRegression(),
+        n_experts=3,
+        init=R,
+        max_iter=10,
+        random_state=0,
+        training="em",
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -501,6 +558,7 @@ def test_useless_expert_is_dropped_and_never_routed_to():
         USELESS_AND_LINEAR,
         max_iter=10,
         random_state=0,
+        training="em",
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -528,6 +586,7 @@ def test_expert_dropped_during_cv_leaves_a_usable_model():
         cv=3,
         max_iter=10,
         random_state=0,
+        training="em",
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -553,7 +612,13 @@ def test_expert_failing_on_its_share_falls_back_with_a_warning():
     X = x[:, None]
     R = np.c_[x < 0, x >= 0].astype(float)
     moe = MoEClassifier(
-        LogisticRegression(), n_experts=2, top_k=1, init=R, max_iter=5, random_state=0
+        LogisticRegression(),
+        n_experts=2,
+        top_k=1,
+        init=R,
+        max_iter=5,
+        random_state=0,
+        training="em",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -578,7 +643,12 @@ def test_fallback_regressor_is_finite():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.warns(ExpertFallbackWarning, match="linearregression_2"):
             moe = MoERegressor(
-                LinearRegression(), n_experts=3, init=R, max_iter=3, random_state=0
+                LinearRegression(),
+                n_experts=3,
+                init=R,
+                max_iter=3,
+                random_state=0,
+                training="em",
             ).fit(X, y)
     assert np.all(np.isfinite(moe.noise_variance_[moe.active_experts_]))
     assert np.all(np.isfinite(moe.predict(X)))
@@ -597,10 +667,14 @@ def test_cv_fixes_the_in_sample_degeneracy_of_a_deep_tree():
     experts = [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier())]
 
     in_sample = quiet_fit(
-        MoEClassifier(experts, max_iter=5, random_state=0), X_train, y_train
+        MoEClassifier(experts, max_iter=5, random_state=0, training="em"),
+        X_train,
+        y_train,
     )
     out_of_fold = quiet_fit(
-        MoEClassifier(experts, cv=5, max_iter=5, random_state=0), X_train, y_train
+        MoEClassifier(experts, cv=5, max_iter=5, random_state=0, training="em"),
+        X_train,
+        y_train,
     )
     tree = in_sample.expert_names_.index("tree")
     # in-sample, the unpruned tree explains its own rows perfectly: it takes
@@ -619,6 +693,7 @@ def test_cv_final_experts_are_fitted_on_all_their_rows():
             cv=3,
             max_iter=2,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -636,7 +711,7 @@ def test_cv_that_skips_samples_is_refused():
     half = np.arange(50)
     cv = [(half, half + 50)] * 2  # the first half is never a test sample
     with pytest.raises(ValueError, match="exactly one test fold"):
-        MoEClassifier(LogisticRegression(), n_experts=2, cv=cv).fit(X, y)
+        MoEClassifier(LogisticRegression(), n_experts=2, cv=cv, training="em").fit(X, y)
 
 
 # -- verbose ----------------------------------------------------------------
@@ -653,6 +728,7 @@ def test_verbose_prints_one_line_per_iteration(capsys):
             n_init=2,
             verbose=1,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -668,7 +744,11 @@ def test_verbose_prints_one_line_per_iteration(capsys):
 def test_silent_by_default(capsys):
     X, y, _ = regime_data(n_samples=100)
     quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, max_iter=3, random_state=0), X, y
+        MoERegressor(
+            LinearRegression(), n_experts=2, max_iter=3, random_state=0, training="em"
+        ),
+        X,
+        y,
     )
     assert capsys.readouterr().out == ""
 
@@ -686,7 +766,9 @@ def test_the_iterate_with_the_lowest_loss_is_kept():
         ("tree", DecisionTreeClassifier(max_depth=5, random_state=0)),
         ("nb", GaussianNB()),
     ]
-    moe = quiet_fit(MoEClassifier(experts, top_k=1, random_state=0), X, y)
+    moe = quiet_fit(
+        MoEClassifier(experts, top_k=1, random_state=0, training="em"), X, y
+    )
     assert max(moe.loss_curve_) > min(moe.loss_curve_) + 0.1
     assert moe.loss_ == min(moe.loss_curve_)
     # the kept model is the one whose training loss that is
@@ -712,7 +794,9 @@ def test_expert_that_fits_but_cannot_predict_falls_back():
     ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        moe = MoEClassifier(experts, init=init, max_iter=2, random_state=0).fit(X, y)
+        moe = MoEClassifier(
+            experts, init=init, max_iter=2, random_state=0, training="em"
+        ).fit(X, y)
     fallback = [str(w.message) for w in caught if w.category is ExpertFallbackWarning]
     assert any("'knn'" in m and "when predicting" in m for m in fallback)
     assert np.all(np.isfinite(moe.predict_proba(X)))
@@ -761,7 +845,7 @@ def test_first_e_step_scores_every_expert_even_when_the_gate_ties():
         ("farther", DummyRegressor(strategy="constant", constant=-100.0)),
         ("lin", LinearRegression()),
     ]
-    moe = quiet_fit(MoERegressor(experts, top_k=1, random_state=0), X, y)
+    moe = quiet_fit(MoERegressor(experts, top_k=1, random_state=0, training="em"), X, y)
     assert moe.expert_load_[2] > 0.9
     np.testing.assert_array_equal(moe.gate_proba(X).argmax(axis=1), 2)
 
@@ -785,6 +869,7 @@ def test_no_expert_fits_more_rows_than_its_capacity_in_any_iteration(factor):
         capacity_factor=factor,
         max_iter=6,
         random_state=0,
+        training="em",
     )
     quiet_fit(moe, X, y)
     capacity = int(np.ceil(factor * top_k * len(X) / n_experts))
@@ -802,6 +887,7 @@ def test_without_capacity_the_same_mixture_overloads_an_expert():
         top_k=1,
         max_iter=6,
         random_state=0,
+        training="em",
     )
     quiet_fit(moe, X, y)
     assert max(len(record.X) for record in fits("routed")) > 100
@@ -816,6 +902,7 @@ def test_capacity_is_for_training_only_prediction_is_row_by_row():
             top_k=1,
             capacity_factor=1.0,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -850,6 +937,7 @@ def test_first_gate_is_refitted_to_the_capacity_routing_the_experts_get(monkeypa
         init=_overloading_init(X, n_experts),
         max_iter=1,
         random_state=0,
+        training="em",
     )
     quiet_fit(moe, X, y)
     # fitted to the initial responsibilities, then to their capacity routing
@@ -880,6 +968,7 @@ def test_capacity_balances_the_first_gates_top_choice_from_an_overloading_init()
             init=_overloading_init(X, n_experts),
             max_iter=1,
             random_state=0,
+            training="em",
         )
         return quiet_fit(moe, X, y).top_choice_load_
 
@@ -900,7 +989,7 @@ def test_capacity_balances_the_first_gates_top_choice_from_an_overloading_init()
 )
 def test_training_options_that_cannot_work_together_are_refused(params, message):
     X, y, _ = _tree_regimes(100)
-    moe = MoERegressor(LinearRegression(), n_experts=2, **params)
+    moe = MoERegressor(LinearRegression(), n_experts=2, **{"training": "em", **params})
     with pytest.raises(ValueError, match=re.escape(message)):
         moe.fit(X, y)
 
@@ -915,7 +1004,7 @@ def _moe_with_shared(**params):
         top_k=1,
         shared_expert=CountingRegressor(tag="shared"),
         random_state=0,
-        **params,
+        **{"training": "em", **params},
     )
 
 
@@ -964,7 +1053,9 @@ def test_shared_expert_helps_where_one_global_trend_is_shared():
     X = rng.uniform(-3, 3, size=(600, 1))
     y = 3 * X[:, 0] + np.where(X[:, 0] > 0, 1.0, -1.0) + rng.normal(0, 0.1, 600)
     plain = quiet_fit(
-        MoERegressor(DummyRegressor(), n_experts=2, top_k=1, random_state=0),
+        MoERegressor(
+            DummyRegressor(), n_experts=2, top_k=1, random_state=0, training="em"
+        ),
         X,
         y,
     )
@@ -975,6 +1066,7 @@ def test_shared_expert_helps_where_one_global_trend_is_shared():
             top_k=1,
             shared_expert=LinearRegression(),
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -987,6 +1079,7 @@ def test_a_routed_expert_may_not_be_called_shared():
     moe = MoERegressor(
         [("shared", LinearRegression()), ("b", LinearRegression())],
         shared_expert=LinearRegression(),
+        training="em",
     )
     with pytest.raises(ValueError, match="name of the shared expert"):
         moe.fit(X, y)
@@ -994,7 +1087,9 @@ def test_a_routed_expert_may_not_be_called_shared():
 
 def test_shared_expert_must_be_the_mixtures_kind():
     X, y = regime_classification(100)
-    moe = MoEClassifier(TREE, n_experts=2, shared_expert=LinearRegression())
+    moe = MoEClassifier(
+        TREE, n_experts=2, shared_expert=LinearRegression(), training="em"
+    )
     with pytest.raises(ValueError, match="not a classifier"):
         moe.fit(X, y)
 
@@ -1128,6 +1223,7 @@ def test_with_a_penalty_the_kept_iterate_has_the_lowest_penalised_objective():
             max_iter=6,
             tol=0.0,
             random_state=0,
+            training="em",
         ),
         X,
         y,
@@ -1147,6 +1243,10 @@ def test_with_a_penalty_the_kept_iterate_has_the_lowest_penalised_objective():
 
 def test_without_penalty_or_capacity_the_objective_is_the_loss():
     X, y, _ = regime_data(n_samples=200, random_state=0)
-    moe = quiet_fit(MoERegressor(LinearRegression(), n_experts=3, random_state=0), X, y)
+    moe = quiet_fit(
+        MoERegressor(LinearRegression(), n_experts=3, random_state=0, training="em"),
+        X,
+        y,
+    )
     assert moe.objective_curve_ == moe.loss_curve_
     assert moe.loss_ == min(moe.loss_curve_)

@@ -110,6 +110,7 @@ def test_gate_C_changes_the_gate(data):
         gate=SoftmaxGate(C=1e-4),
         max_iter=2,
         random_state=0,
+        training="em",
     ).fit(X, y)
     strong = clone(weak).set_params(gate__C=100.0).fit(X, y)
     assert strong.gate_.C == 100.0
@@ -262,6 +263,7 @@ def test_pipeline_expert_receives_the_weights_in_its_final_step(data):
         [("pipe", pipe_expert), ("tree", DecisionTreeClassifier(max_depth=2))],
         max_iter=3,
         random_state=0,
+        training="em",
     ).fit(X, y)
     records = fits("final-step")
     assert len(records) == moe.n_iter_
@@ -294,6 +296,7 @@ def test_pipeline_expert_fit_differs_from_unweighted(data):
         ],
         max_iter=3,
         random_state=0,
+        training="em",
     ).fit(X, y)
     fitted = moe.named_experts_.pipe
     assert isinstance(fitted, Pipeline)

@@ -22,7 +22,11 @@ def regimes():
 def top1(regimes):
     X, y, _ = regimes
     return quiet_fit(
-        MoERegressor(LinearRegression(), n_experts=2, top_k=1, random_state=0), X, y
+        MoERegressor(
+            LinearRegression(), n_experts=2, top_k=1, training="em", random_state=0
+        ),
+        X,
+        y,
     )
 
 

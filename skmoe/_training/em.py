@@ -698,7 +698,11 @@ class EMStrategy(TrainingStrategy):
                 None
                 if moe.cv is None
                 else cv_splits(
-                    moe.cv, data.X, data.y, classifier=data.task == "classifier"
+                    moe.cv,
+                    data.X,
+                    data.y,
+                    classifier=data.task == "classifier",
+                    sample_weight=data.sample_weight,
                 )
             ),
             y_scale=data.y_scale,

@@ -287,13 +287,15 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
     -------
     Selection
     """
-    n_samples = X.shape[0]
-    folds = KFold(
-        min(GATE_FOLDS, n_samples),
+    weights = evidence.sample_weight
+    # rows of zero weight count for nothing: folds over the others only
+    kept = np.flatnonzero(weights > 0)
+    splitter = KFold(
+        min(GATE_FOLDS, len(kept)),
         shuffle=True,
         random_state=random_state.randint(np.iinfo(np.int32).max),
-    ).split(X)
-    weights = evidence.sample_weight
+    )
+    folds = [(kept[train], kept[test]) for train, test in splitter.split(kept)]
     losses = np.zeros(len(candidates))
     log_likelihoods = np.zeros(len(candidates))
     for train, test in folds:
@@ -354,8 +356,11 @@ def _continue_from(previous, template):
 def fit_selected(selection, X, evidence, *, max_iter, tol):
     """Fit the chosen gate on every row; returns a :class:`GateFit`.
 
-    A fitted gate starts from the constant gate's responsibilities, as it
-    did in the selection.
+    A fitted gate is reached as in the selection: along the path of the
+    fitted candidates before it (the constant gate, then weaker and weaker
+    regularisation), each warm from the last. EM over many experts has
+    many local optima; started elsewhere, the gate could end at another
+    than the one its held-out loss was measured for.
     """
     rows = np.arange(X.shape[0])
     chosen = selection.chosen
@@ -364,17 +369,20 @@ def fit_selected(selection, X, evidence, *, max_iter, tol):
         one_hot = gate.weights[None, :].repeat(len(rows), axis=0)
         gate.fit(X, one_hot, evidence.sample_weight)
         return GateFit(gate, one_hot, evidence.noise(rows, one_hot), 1)
-    constant = fit_gate_em(
-        ConstantGate(), X, evidence, rows, max_iter=max_iter, tol=tol
-    )
-    if isinstance(chosen.gate, ConstantGate):
-        return constant
-    return fit_gate_em(
-        clone(chosen.gate),
-        X,
-        evidence,
-        rows,
-        max_iter=max_iter,
-        tol=tol,
-        start=constant.responsibilities,
-    )
+    path, fit = None, None
+    for candidate in selection.candidates[: selection.best + 1]:
+        if candidate.gate is None:
+            continue
+        path = _continue_from(path, candidate.gate)
+        fit = fit_gate_em(
+            path.gate,
+            X,
+            evidence,
+            rows,
+            max_iter=max_iter,
+            tol=tol,
+            start=path.responsibilities,
+            warm=path.warm,
+        )
+        path = _Path(fit.gate, fit.responsibilities, True)
+    return fit

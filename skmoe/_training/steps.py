@@ -13,6 +13,7 @@ compose them; nothing here knows which strategy runs.
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.model_selection import check_cv
+from sklearn.model_selection._split import _CVIterableWrapper
 
 from .._balance import balance_penalty, z_loss_penalty
 from .._gates import fit_gate_features
@@ -169,23 +170,39 @@ def fit_and_predict(estimator, data, rows, responsibility, seed, predict_rows):
     return fitted, failure, predict_rows, output
 
 
-def cv_splits(cv, X, y, *, classifier):
+def cv_splits(cv, X, y, *, classifier, sample_weight=None):
     """The ``(train, test)`` folds of ``cv``, checked to partition the rows.
 
     Each row's out-of-fold prediction is its evidence, so every row must be
-    in exactly one test fold (as KFold and StratifiedKFold do).
+    in exactly one test fold (as KFold and StratifiedKFold do). Rows of zero
+    weight count for nothing: the folds are drawn over the other rows, as if
+    those were removed, and the zero-weight rows are added to the last test
+    fold (to have an out-of-fold prediction, which nothing weighs).
     """
-    splitter = check_cv(cv, y, classifier=classifier)
+    n_samples = X.shape[0]
+    given = check_cv(cv, y, classifier=classifier)
+    kept = (
+        np.arange(n_samples)
+        if sample_weight is None or isinstance(given, _CVIterableWrapper)
+        # (folds given as index arrays are used as they are)
+        else np.flatnonzero(sample_weight > 0)
+    )
+    splitter = check_cv(cv, y[kept], classifier=classifier)
     splits = [
-        (np.asarray(train), np.asarray(test)) for train, test in splitter.split(X, y)
+        (kept[np.asarray(train)], kept[np.asarray(test)])
+        for train, test in splitter.split(X[kept], y[kept])
     ]
-    tested = np.zeros(X.shape[0], dtype=int)
+    tested = np.zeros(n_samples, dtype=int)
     for _, test in splits:
         tested[test] += 1
-    if not np.all(tested == 1):
+    if not np.all(tested[kept] == 1):
         raise ValueError(
             "cv must put every sample in exactly one test fold (as KFold and "
             "StratifiedKFold do), since each sample's out-of-fold prediction "
             "is its E-step likelihood."
         )
+    unweighted = np.setdiff1d(np.arange(n_samples), kept)
+    if unweighted.size and splits:
+        train, test = splits[-1]
+        splits[-1] = (train, np.union1d(test, unweighted))
     return splits

@@ -302,6 +302,7 @@ def test_moe_classifier_with_torch_experts_warm_restarts(warm_start):
         max_iter=3,
         tol=0,
         random_state=0,
+        training="em",
     )
     quiet_fit(moe, X, y)
     assert all(isinstance(e, TorchMLPClassifier) for e in moe.experts_)
@@ -334,6 +335,7 @@ def test_moe_warm_restarts_survive_shares_that_miss_classes():
         max_iter=4,
         tol=0,
         random_state=0,
+        training="em",
     )
     quiet_fit(moe, X, y)
     assert _torch_epochs_per_expert(moe) == [_kept_iterations(moe) * epochs] * 3
@@ -350,6 +352,7 @@ def test_moe_regressor_with_torch_experts_warm_restarts():
         max_iter=4,
         tol=0,
         random_state=0,
+        training="em",
     )
     quiet_fit(moe, X, y)
     assert _torch_epochs_per_expert(moe) == [_kept_iterations(moe) * epochs] * 2
