@@ -232,7 +232,11 @@ ZOO = {
             pool=DEFAULT_POOL,
         ),
         Model(
-            "moe_cv5", "MoE cv=5", "skmoe", lambda t: _moe(t, cv=5), pool=DEFAULT_POOL
+            "moe_em",
+            "MoE in-sample EM",
+            "skmoe",
+            lambda t: _moe(t, training="em"),
+            pool=DEFAULT_POOL,
         ),
         Model("moe_linear", "MoE 4 linear", "skmoe", _moe_linear),
         Model(

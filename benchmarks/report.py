@@ -477,11 +477,11 @@ def _shortfalls(table, goal_rows, records):
                 f"{len(goodness)} sets: there the learned gate does worse "
                 f"than no gate at all."
             )
-        if "moe_cv5" in present:
-            cv = best_expert_gaps(table, "moe_cv5")["no_worse"].mean()
+        if "moe_em" in present:
+            em = best_expert_gaps(table, "moe_em")["no_worse"].mean()
             text += (
-                f" With an out-of-fold E-step (MoE cv=5) the share of sets "
-                f"where the MoE is no worse than its best expert is {cv:.0%}."
+                f" With the in-sample EM (MoE in-sample EM) the share of sets "
+                f"where the MoE is no worse than its best expert is {em:.0%}."
             )
         notes.append(text)
     if any(key.startswith("rank:moe:") for key in missed):
