@@ -497,9 +497,24 @@ class SoftmaxGate(_BaseGate):
         R, weights, balanced = self._check_inputs(
             X, responsibilities, sample_weight, balanced
         )
-        n_experts = R.shape[1]
         Z = self._fit_features(X, weights)
-        n_features = Z.shape[1]
+        # The products are skinny (n x d times d x n_experts): BLAS threads
+        # gain nothing (n=50,000, d=30, 8 experts on an idle 2-core machine:
+        # 0.163 s with 2 threads, 0.167 s with 1) and cost 2.5x when the cores
+        # are busy, e.g. with the experts' refits running beside it.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit_standardised(
+                Z, R, weights, warm_start=warm_start, balanced=balanced
+            )
+
+    def _fit_standardised(self, Z, R, weights, *, warm_start=False, balanced=None):
+        """``fit``'s solver, on features already standardised by ``features_``.
+
+        For callers that fit one gate many times on the same rows (the EM of
+        cross-fitted training): the features are fitted once, and the
+        inputs are not checked again. The caller holds the BLAS thread limit.
+        """
+        n_features, n_experts = Z.shape[1], R.shape[1]
         if not warm_start:
             for name in ("noise_coef_", "noise_intercept_"):
                 self.__dict__.pop(name, None)
@@ -556,18 +571,13 @@ class SoftmaxGate(_BaseGate):
             gradient[-1] = residual.sum(axis=0)
             return loss, gradient.ravel()
 
-        # The products are skinny (n x d times d x n_experts): BLAS threads
-        # gain nothing (n=50,000, d=30, 8 experts on an idle 2-core machine:
-        # 0.163 s with 2 threads, 0.167 s with 1) and cost 2.5x when the cores
-        # are busy, e.g. with the experts' refits running beside it.
-        with threadpool_limits(limits=1, user_api="blas"):
-            result = minimize(
-                loss_and_gradient,
-                start.ravel(),
-                jac=True,
-                method="L-BFGS-B",
-                options={"maxiter": self.max_iter, "gtol": self.tol},
-            )
+        result = minimize(
+            loss_and_gradient,
+            start.ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter, "gtol": self.tol},
+        )
         params = result.x.reshape(shape)
         self.coef_ = params[:-1]
         self.intercept_ = params[-1]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.parallel import Parallel, delayed
+from threadpoolctl import threadpool_limits
 
 from .._experts import seeded_clones
 from .base import TrainingStrategy, TrainResult, VerboseReporter
@@ -281,15 +282,18 @@ class _Evaluation:
             data.likelihood, outputs, data.y, data.sample_weight, data.y_scale
         )
         options = dict(max_iter=self.moe.max_iter, tol=self.moe.tol)
-        selection = select_gate(
-            self.candidates,
-            data.X,
-            evidence,
-            top_k=self.moe.top_k,
-            random_state=self.rng,
-            **options,
-        )
-        gate_fit = fit_selected(selection, data.X, evidence, **options)
+        # the gate's products are skinny: BLAS threads cost more than they
+        # save (see SoftmaxGate.fit); one limit for all of its many fits
+        with threadpool_limits(limits=1, user_api="blas"):
+            selection = select_gate(
+                self.candidates,
+                data.X,
+                evidence,
+                top_k=self.moe.top_k,
+                random_state=self.rng,
+                **options,
+            )
+            gate_fit = fit_selected(selection, data.X, evidence, **options)
         return CrossFitState(weights, selection, gate_fit, failures, finals)
 
     def final_fits(self, weights):

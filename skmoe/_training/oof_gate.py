@@ -17,11 +17,11 @@ squared error of the mean.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import log_softmax, logsumexp
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
-from .._gates import ConstantGate, SoftmaxGate
+from .._gates import ConstantGate, SoftmaxGate, fit_gate_features
 from .._likelihood import GaussianLikelihood
 from .._routing import routed_log_weights, top_k_mask
 
@@ -127,6 +127,38 @@ class GateFit:
     n_iter: int
 
 
+class _GateOnRows:
+    """One gate's M-step and log weights on a fixed set of rows.
+
+    A :class:`~skmoe.SoftmaxGate` fits its imputation and scaling once and
+    solves on the standardised rows at every M-step (its
+    ``_fit_standardised``), rather than refitting and re-validating them
+    each time: the rows do not change within an EM. Any other gate is fitted
+    through its public ``fit``.
+    """
+
+    def __init__(self, gate, X_rows, weights):
+        self.gate = gate
+        self.X_rows = X_rows
+        self.weights = weights
+        self.Z = None
+        if isinstance(gate, SoftmaxGate):
+            gate._validate_params()
+            gate.features_ = fit_gate_features(X_rows, weights)
+            self.Z = gate.features_.transform(X_rows)
+
+    def fit(self, R, warm_start):
+        if self.Z is None:
+            self.gate.fit(self.X_rows, R, self.weights, warm_start=warm_start)
+        else:
+            self.gate._fit_standardised(self.Z, R, self.weights, warm_start=warm_start)
+
+    def log_proba(self):
+        if self.Z is None:
+            return self.gate.predict_log_proba(self.X_rows)
+        return log_softmax(self.Z @ self.gate.coef_ + self.gate.intercept_, axis=1)
+
+
 def fit_gate_em(gate, X, evidence, rows, *, max_iter, tol, start=None, warm=False):
     """EM for the gate alone, the experts' out-of-fold outputs held fixed.
 
@@ -157,12 +189,12 @@ def fit_gate_em(gate, X, evidence, rows, *, max_iter, tol, start=None, warm=Fals
         if start is None
         else start
     )
-    X_rows = X[rows]
+    on_rows = _GateOnRows(gate, X[rows], weights)
     previous = np.inf
     for iteration in range(max_iter):
-        gate.fit(X_rows, R, weights, warm_start=warm or iteration > 0)
+        on_rows.fit(R, warm_start=warm or iteration > 0)
         noise = evidence.noise(rows, R)
-        joint = gate.predict_log_proba(X_rows) + evidence.log_likelihood(rows, noise)
+        joint = on_rows.log_proba() + evidence.log_likelihood(rows, noise)
         mixture = logsumexp(joint, axis=1, keepdims=True)
         R = np.exp(joint - mixture)
         loss = -float(np.average(mixture[:, 0], weights=weights))
