@@ -129,6 +129,7 @@ class CrossFitStrategy(TrainingStrategy):
             moe._gate_template(),
             data.names,
             grid=isinstance(moe.gate, str) and moe.gate == "softmax",
+            top_k=moe.top_k,
         )
         start, every_row = self._initial_weights(data, random_state)
         rounds = self._rounds()
