@@ -1,12 +1,10 @@
 """What MoEClassifier and MoERegressor share: parameters, fitting, routing."""
 
-import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import MetaEstimatorMixin, _fit_context, clone, is_classifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import MetaEstimatorMixin, _fit_context, is_classifier
 from sklearn.utils import Bunch, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
@@ -18,40 +16,26 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
 from ._experts import check_expert, check_top_k, resolve_experts
-from ._gates import SoftmaxGate
+from ._gates import GATE_OVERRIDES, GATES, resolve_gate
+from ._mixins import VersionedStateMixin
 from ._routing import routed_weights, rows_by_expert, top_k_mask
-from ._training import TRAINING_MODES, FitData, strategy_for
+from ._training import TRAINING_MODES, FitData, strategy_for, warn_about_fit
 from ._validation import (
     check_enough_samples,
     check_missing_values,
     check_numeric_features,
-)
-from ._version import __version__
-from ._warnings import (
-    ExpertCollapseWarning,
-    ExpertFallbackWarning,
-    InconsistentVersionWarning,
 )
 
 # The name the shared expert goes by among the experts (expert_names_).
 SHARED_NAME = "shared"
 
 
-def _mlp_gate(**params):
-    # torch is an optional extra: reached only when an MLP gate is asked for
-    return _torch_bridge.public_name("MLPGate")(**params)
-
-
-_GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
-# Mixture parameters that, when set, override the gate's own of the same name.
-_GATE_OVERRIDES = ("balance", "balance_strength", "z_loss")
-
-
-class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta):
+class BaseMixtureOfExperts(
+    VersionedStateMixin, MetaEstimatorMixin, _BaseComposition, metaclass=ABCMeta
+):
     """Base class of the mixture-of-experts estimators; not for direct use."""
 
     _parameter_constraints: dict = {
@@ -63,7 +47,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
             StrOptions({"auto"}),
             Interval(Integral, 0, None, closed="left"),
         ],
-        "gate": [StrOptions(set(_GATES)), HasMethods(["fit", "predict_log_proba"])],
+        "gate": [StrOptions(set(GATES)), HasMethods(["fit", "predict_log_proba"])],
         "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
         "balance_strength": [Interval(Real, 0, None, closed="left"), None],
         "z_loss": [Interval(Real, 0, None, closed="left"), None],
@@ -163,11 +147,11 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self : estimator
         """
         gate = params.get("gate", self.gate)
-        named = isinstance(gate, str) and gate in _GATES
+        named = isinstance(gate, str) and gate in GATES
         if named and any(key.startswith("gate__") for key in params):
             # A gate named by a string has no parameters of its own: make it
             # the object it names, so that gate__C works (in a grid search too).
-            params["gate"] = _GATES[gate]()
+            params["gate"] = GATES[gate]()
         self._set_params("experts", **params)
         return self
 
@@ -277,26 +261,10 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         )
 
     def _gate_template(self):
-        """The gate to fit: the named or given one, with the mixture's overrides.
-
-        Never modifies ``self.gate``.
-        """
-        if isinstance(self.gate, str):
-            gate = _GATES[self.gate]()
-        else:
-            gate = clone(self.gate)
-        overrides = {
-            name: getattr(self, name)
-            for name in _GATE_OVERRIDES
-            if getattr(self, name) is not None
-        }
-        missing = sorted(set(overrides) - set(gate.get_params(deep=False)))
-        if missing:
-            raise ValueError(
-                f"{', '.join(missing)} set on the mixture override the gate's own "
-                f"parameter(s) of that name, but {type(gate).__name__} has none."
-            )
-        return gate.set_params(**overrides)
+        """The gate to fit, with the mixture's overrides; ``self.gate`` untouched."""
+        return resolve_gate(
+            self.gate, {name: getattr(self, name) for name in GATE_OVERRIDES}
+        )
 
     def _store_fit(self, result, data, strategy):
         names = data.names
@@ -327,35 +295,7 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         self.gate_load_ = summary.gate_load
         self.gate_entropy_ = summary.gate_entropy
         self.n_dead_experts_ = summary.n_dead
-        self._warn_about(result, strategy)
-
-    def _warn_about(self, result, strategy):
-        for label, (count, failure) in result.failures.items():
-            warnings.warn(
-                f"Expert {label!r} could not be fitted on its share of the data in "
-                f"{count} fit(s); a weighted constant model stood in for it "
-                f"there. Last error: {failure}",
-                ExpertFallbackWarning,
-                stacklevel=5,
-            )
-        for iteration, name, action in result.collapse_events:
-            warnings.warn(
-                f"Expert {name!r} collapsed (almost no responsibility) at EM "
-                f"iteration {iteration + 1} and was {action}"
-                + (
-                    " on the samples the mixture explained worst."
-                    if action == "re-seeded"
-                    else ": the gate no longer routes to it."
-                ),
-                ExpertCollapseWarning,
-                stacklevel=5,
-            )
-        if not result.converged:
-            warnings.warn(
-                strategy.not_converged_message(result),
-                ConvergenceWarning,
-                stacklevel=5,
-            )
+        warn_about_fit(result, strategy)
 
     # -- routing and prediction ---------------------------------------------
 
@@ -483,21 +423,3 @@ class BaseMixtureOfExperts(MetaEstimatorMixin, _BaseComposition, metaclass=ABCMe
         except (TypeError, ValueError):
             tags.input_tags.allow_nan = False
         return tags
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state["_skmoe_version"] = __version__
-        return state
-
-    def __setstate__(self, state):
-        version = state.pop("_skmoe_version", "unknown")
-        if version != __version__:
-            warnings.warn(
-                InconsistentVersionWarning(
-                    estimator_name=type(self).__name__,
-                    current_version=__version__,
-                    original_version=version,
-                ),
-                stacklevel=2,
-            )
-        super().__setstate__(state)

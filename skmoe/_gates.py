@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -730,3 +730,42 @@ class ConstantGate(BaseEstimator):
         check_is_fitted(self)
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
         return np.tile(self.weights_, (X.shape[0], 1))
+
+
+def _mlp_gate(**params):
+    # torch is an optional extra: reached only when an MLP gate is asked for
+    return _torch_bridge.public_name("MLPGate")(**params)
+
+
+#: The gates a mixture's ``gate`` can name.
+GATES = {"softmax": SoftmaxGate, "mlp": _mlp_gate}
+
+#: Mixture parameters that, when set, override the gate's own of the same name.
+GATE_OVERRIDES = ("balance", "balance_strength", "z_loss")
+
+
+def resolve_gate(gate, overrides):
+    """The gate a mixture fits: the named or given one, with its overrides.
+
+    Parameters
+    ----------
+    gate : str or gate estimator
+        The mixture's ``gate``: a name of :data:`GATES`, or a gate, which is
+        cloned (never modified).
+    overrides : dict
+        The mixture's values of :data:`GATE_OVERRIDES`; None leaves the
+        gate's own.
+
+    Returns
+    -------
+    gate estimator
+    """
+    gate = GATES[gate]() if isinstance(gate, str) else clone(gate)
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    missing = sorted(set(overrides) - set(gate.get_params(deep=False)))
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} set on the mixture override the gate's own "
+            f"parameter(s) of that name, but {type(gate).__name__} has none."
+        )
+    return gate.set_params(**overrides)

@@ -1,6 +1,33 @@
-"""Behaviour shared by skmoe's classifiers."""
+"""Behaviour shared by skmoe's estimators: versioned pickles, classifiers."""
+
+import warnings
 
 import numpy as np
+
+from ._version import __version__
+from ._warnings import InconsistentVersionWarning
+
+
+class VersionedStateMixin:
+    """Pickles that remember the skmoe version, and warn on a mismatch."""
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_skmoe_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        version = state.pop("_skmoe_version", "unknown")
+        if version != __version__:
+            warnings.warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    current_version=__version__,
+                    original_version=version,
+                ),
+                stacklevel=2,
+            )
+        super().__setstate__(state)
 
 
 class ProbabilisticClassifierMixin:

@@ -70,7 +70,8 @@ def test_single_expert_candidate_loss_is_its_out_of_fold_log_loss(cancer):
     # cross_val_predict's on the same folds (floored as the mixture floors).
     X, y = cancer
     lr = LogisticRegression(max_iter=500)
-    moe = MoEClassifier([("lr", lr)], training="crossfit", random_state=0).fit(X, y)
+    moe = MoEClassifier([("lr", lr)], training="crossfit", cv=5, random_state=0)
+    moe.fit(X, y)
     proba = cross_val_predict(lr, X, y, cv=StratifiedKFold(5), method="predict_proba")
     proba = np.maximum(proba, 1e-6)
     proba /= proba.sum(axis=1, keepdims=True)
@@ -78,6 +79,23 @@ def test_single_expert_candidate_loss_is_its_out_of_fold_log_loss(cancer):
     single = selection["candidates"].index("expert: lr")
     np.testing.assert_allclose(selection["loss"][single], log_loss(y, proba))
     assert moe.loss_ == pytest.approx(min(selection["loss"]))
+
+
+def test_default_folds_are_shuffled_and_stratified(cancer):
+    # rows sorted by class: unshuffled folds would each hold one class only
+    X, y = cancer
+    order = np.argsort(y, kind="stable")
+    X, y = X[order], y[order]
+    clear_fit_log()
+    MoEClassifier(
+        [("a", CountingClassifier(tag="a"))], training="crossfit", random_state=0
+    ).fit(X, y)
+    folds = [record for record in fits("a") if len(record.X) < len(y)]
+    assert len(folds) == 5
+    for record in folds:
+        rows = row_indices(X, record.X)
+        assert np.mean(y[rows]) == pytest.approx(np.mean(y), abs=0.02)
+        assert not np.all(np.diff(rows) == 1)  # not one contiguous block
 
 
 def test_round_zero_experts_are_fitted_on_every_row_as_stacking_does(cancer):
@@ -166,6 +184,7 @@ def test_regressor_selects_by_squared_error_of_the_mean():
     moe = MoERegressor(
         [("linear", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=4))],
         training="crossfit",
+        cv=5,
         random_state=0,
     ).fit(X, y)
     oof = cross_val_predict(LinearRegression(), X, y, cv=5)
@@ -188,7 +207,7 @@ def test_noise_variance_is_the_out_of_fold_residual_variance():
     # out-of-fold mean squared error
     X, y, _ = regime_data(n_samples=200)
     moe = MoERegressor(
-        [("linear", LinearRegression())], training="crossfit", random_state=0
+        [("linear", LinearRegression())], training="crossfit", cv=5, random_state=0
     ).fit(X, y)
     oof = cross_val_predict(LinearRegression(), X, y, cv=5)
     np.testing.assert_allclose(moe.noise_variance_, [np.mean((y - oof) ** 2)])

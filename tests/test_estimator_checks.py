@@ -36,9 +36,7 @@ ESTIMATORS = [
 
 def _expected_failed_checks(estimator):
     """Checks that fail by design, with the reason."""
-    if isinstance(estimator.experts, list) or isinstance(estimator, MoEClassifier):
-        # the classifier's template configuration happens to pass on the
-        # check's data; the reason below applies to it all the same
+    if isinstance(estimator.experts, list):
         return {}
     return {
         # Clones of one template start from k-means clusters. KMeans seeds its

@@ -13,7 +13,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import skmoe
-import skmoe._base
+import skmoe._mixins
 from skmoe import (
     ExpertCollapseWarning,
     InconsistentVersionWarning,
@@ -142,7 +142,7 @@ def test_version_stamp_is_stored():
 @pytest.mark.parametrize("estimator", ["fitted_classifier", "fitted_regressor"])
 def test_loading_from_another_version_warns(request, estimator, monkeypatch):
     moe = request.getfixturevalue(estimator)
-    monkeypatch.setattr(skmoe._base, "__version__", "0.0.1-older")
+    monkeypatch.setattr(skmoe._mixins, "__version__", "0.0.1-older")
     data = pickle.dumps(moe)
     monkeypatch.undo()
 

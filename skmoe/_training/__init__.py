@@ -16,7 +16,7 @@ estimators -> strategies -> building blocks.
 """
 
 from .. import _torch_bridge
-from .base import FitData, TrainingStrategy, TrainResult
+from .base import FitData, TrainingStrategy, TrainResult, warn_about_fit
 from .crossfit import CrossFitStrategy
 from .em import EMStrategy
 
@@ -26,6 +26,7 @@ __all__ = [
     "TrainResult",
     "TrainingStrategy",
     "strategy_for",
+    "warn_about_fit",
 ]
 
 TRAINING_MODES = ("crossfit", "em", "hard_em", "backprop")

