@@ -50,6 +50,7 @@ from .steps import (
     fit_and_predict,
     fit_rows,
     initial_responsibilities,
+    record_failure,
 )
 
 #: Folds of the cross-fit when ``cv=None``: 5, as StackingClassifier's.
@@ -289,9 +290,7 @@ class _Evaluation:
         for (j, fold), (fitted, failure, rows, output) in zip(keys, results):
             label = data.names[j] + ("" if fold is None else f" (fold {fold})")
             if failure is not None:
-                record = failures.setdefault(label, [0, ""])
-                record[0] += 1
-                record[1] = failure
+                record_failure(failures, label, failure)
             if fold is None:
                 finals[j] = fitted
             else:
@@ -325,7 +324,7 @@ class _Evaluation:
         for j, (fitted, failure, _, _) in enumerate(self.parallel(jobs)):
             finals.append(fitted)
             if failure is not None:
-                failures[data.names[j]] = [1, failure]
+                record_failure(failures, data.names[j], failure)
         return finals, failures
 
     def _task(self, template, rows, responsibility, predict_rows, j, fold=None):

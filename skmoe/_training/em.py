@@ -53,6 +53,7 @@ from .steps import (
     fit_rows,
     gate_penalty,
     initial_responsibilities,
+    record_failure,
 )
 
 # An expert whose responsibility adds up to fewer rows than this (or than 1% of
@@ -480,7 +481,6 @@ def _refit_experts(
     noise : list
         Each expert's noise parameter (``None`` for classifiers).
     """
-    use_folds = problem.cv_splits is not None and not final
     if problem.shared is not None:
         # The shared expert learns from every row with the user's weights, so
         # its fit never changes: it is fitted once (see state.frozen).
@@ -493,6 +493,47 @@ def _refit_experts(
         np.union1d(rows, np.flatnonzero(candidates[:, j]))
         for j, rows in enumerate(own_rows)
     ]
+    keys, jobs = _refit_jobs(
+        problem,
+        templates,
+        state,
+        fell_back,
+        R,
+        own_rows,
+        need_rows,
+        random_state,
+        final,
+    )
+    results = Parallel(n_jobs=problem.n_jobs)(jobs)
+    collected = _collect_refits(
+        problem, state, fell_back, keys, results, need_rows, final
+    )
+    noise = list(state.noise)
+    if final:
+        return [(np.empty(0, dtype=np.intp), None)] * len(templates), noise
+    outputs = [(np.empty(0, dtype=np.intp), None)] * len(templates)
+    for j in np.flatnonzero(state.active):
+        rows, own = need_rows[j], own_rows[j]
+        in_fit = np.isin(rows, own)
+        noise[j] = problem.likelihood.noise(
+            collected[j][in_fit],
+            problem.y[own],
+            problem.sample_weight[own] * R[own, j],
+            problem.y_scale,
+        )
+        scored = candidates[rows, j]
+        outputs[j] = (rows[scored], collected[j][scored])
+    return outputs, noise
+
+
+def _refit_jobs(
+    problem, templates, state, fell_back, R, own_rows, need_rows, random_state, final
+):
+    """The joblib tasks of one M-step, and the ``(expert, fold)`` of each.
+
+    ``fold`` is None for an expert's fit on all its rows.
+    """
+    use_folds = problem.cv_splits is not None and not final
     keys, jobs = [], []
     for j, template in enumerate(templates):
         if j in state.frozen and not final:
@@ -509,8 +550,8 @@ def _refit_experts(
         if use_folds:
             for fold, (train, test) in enumerate(problem.cv_splits):
                 rows = np.intersect1d(own_rows[j], train)
-                keys.append((j, fold))
                 previous = state.fold_experts.get((j, fold))
+                keys.append((j, fold))
                 jobs.append(
                     delayed(fit_and_predict)(
                         clone(template) if previous is None else previous,
@@ -521,30 +562,35 @@ def _refit_experts(
                         np.intersect1d(need_rows[j], test),
                     )
                 )
-        else:
-            # Refit the last fit in place (experts with warm_start=True then
-            # continue from it), unless a constant model stood in for it.
-            reusable = state.experts[j] is not None and not fell_back[j]
-            keys.append((j, None))
-            jobs.append(
-                delayed(fit_and_predict)(
-                    state.experts[j] if reusable else clone(template),
-                    problem,
-                    own_rows[j],
-                    R[own_rows[j], j],
-                    seeds[0],
-                    np.empty(0, dtype=np.intp) if final else need_rows[j],
-                )
+            continue
+        # Refit the last fit in place (experts with warm_start=True then
+        # continue from it), unless a constant model stood in for it.
+        reusable = state.experts[j] is not None and not fell_back[j]
+        keys.append((j, None))
+        jobs.append(
+            delayed(fit_and_predict)(
+                state.experts[j] if reusable else clone(template),
+                problem,
+                own_rows[j],
+                R[own_rows[j], j],
+                seeds[0],
+                np.empty(0, dtype=np.intp) if final else need_rows[j],
             )
-    results = Parallel(n_jobs=problem.n_jobs)(jobs)
+        )
+    return keys, jobs
 
+
+def _collect_refits(problem, state, fell_back, keys, results, need_rows, final):
+    """Store the refitted models in ``state``; return each expert's outputs.
+
+    The outputs are on ``need_rows[j]``; the shared expert's, fitted once,
+    are kept in ``state.frozen`` and reused.
+    """
     collected = [problem.likelihood.empty_output(len(rows)) for rows in need_rows]
     for (j, fold), (fitted, failure, predicted_rows, output) in zip(keys, results):
         if failure is not None:
             label = problem.names[j] + ("" if fold is None else f" (fold {fold})")
-            record = state.failures.setdefault(label, [0, ""])
-            record[0] += 1
-            record[1] = failure
+            record_failure(state.failures, label, failure)
         if fold is None:
             state.experts[j] = fitted
             fell_back[j] = failure is not None
@@ -559,23 +605,7 @@ def _refit_experts(
             need_rows[j], collected[j] = state.frozen[j]
         elif not fell_back[j]:
             state.frozen[j] = (need_rows[j], collected[j])
-
-    outputs = [(np.empty(0, dtype=np.intp), None)] * len(templates)
-    noise = list(state.noise)
-    if final:
-        return outputs, noise
-    for j in np.flatnonzero(state.active):
-        rows, own = need_rows[j], own_rows[j]
-        in_fit = np.isin(rows, own)
-        noise[j] = problem.likelihood.noise(
-            collected[j][in_fit],
-            problem.y[own],
-            problem.sample_weight[own] * R[own, j],
-            problem.y_scale,
-        )
-        scored = candidates[rows, j]
-        outputs[j] = (rows[scored], collected[j][scored])
-    return outputs, noise
+    return collected
 
 
 def _handle_collapse(problem, state, R, log_mixture, log_gate, reseeded, iteration):

@@ -170,6 +170,17 @@ def fit_and_predict(estimator, data, rows, responsibility, seed, predict_rows):
     return fitted, failure, predict_rows, output
 
 
+def record_failure(failures, label, failure):
+    """Count one failed fit of ``label`` in ``failures``, keeping the last error.
+
+    ``failures`` maps a label (an expert's name, with its fold) to ``[count,
+    last error]``, what the fallback warning reports.
+    """
+    record = failures.setdefault(label, [0, ""])
+    record[0] += 1
+    record[1] = failure
+
+
 def cv_splits(cv, X, y, *, classifier, sample_weight=None):
     """The ``(train, test)`` folds of ``cv``, checked to partition the rows.
 
