@@ -148,9 +148,7 @@ def test_constant_gate_and_singles_are_candidates(cancer):
         "softmax C=1",
     ]
     chosen = moe.gate_selection_["selected"]
-    assert moe.gate_selection_["loss"][candidates.index(chosen)] == min(
-        moe.gate_selection_["loss"]
-    )
+    assert moe.loss_ == moe.gate_selection_["loss"][candidates.index(chosen)]
     assert moe.training_strategy_ == "crossfit"
     assert moe.loss_curve_ == [moe.loss_]
     assert moe.oof_log_likelihood_[0] == pytest.approx(-moe.loss_)
@@ -174,6 +172,30 @@ def test_falls_back_to_the_best_expert_when_the_others_are_useless(cancer):
         random_state=0,
     ).fit(X, y)
     assert moe.gate_proba(X)[:, 1].max() < 0.05
+
+
+def test_the_simplest_gate_within_one_standard_error_is_chosen():
+    from skmoe._training.oof_gate import Candidate, _one_standard_error_choice
+
+    candidates = [
+        Candidate("expert: a", expert=0),
+        Candidate("expert: b", expert=1),
+        Candidate("constant", ConstantGate()),
+        Candidate("softmax", LogisticRegression()),
+    ]
+    rng = np.random.RandomState(0)
+    noise = rng.exponential(size=400)
+    weights = np.ones(400)
+    # the blend is lower by far less than the noise of the difference: the
+    # best single expert stands
+    close = np.vstack([noise + 0.01 * rng.randn(400), noise + 1, noise, noise - 0.001])
+    assert _one_standard_error_choice(close, weights, candidates) == 0
+    # lower by many standard errors: the blend is chosen
+    far = np.vstack([noise + 0.5, noise + 1, noise + 0.4, noise])
+    assert _one_standard_error_choice(far, weights, candidates) == 3
+    # the second single expert is the best single, so it is tried first
+    swapped = close[[1, 0, 2, 3]]
+    assert _one_standard_error_choice(swapped, weights, candidates) == 1
 
 
 # -- regression ---------------------------------------------------------------
