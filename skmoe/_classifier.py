@@ -248,7 +248,11 @@ class MoEClassifier(
         one torch module, end to end: this is that module and its reports.
         Its epochs are then the iterations of ``loss_curve_``, ``gate_`` is
         its gate network, ``experts_`` its experts exported, and prediction
-        runs the module. None for every other mixture.
+        runs the module (``training_strategy_ == "fused"``). The experts'
+        ``max_epochs`` bounds the epochs (``max_iter`` does not apply), and
+        training stops once the loss has gone more than 10 epochs in a row
+        without improving by more than ``tol`` (scikit-learn's MLP rule,
+        ``n_iter_no_change=10``). None for every other mixture.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when X has feature names that are all strings.
