@@ -232,6 +232,13 @@ ZOO = {
             pool=DEFAULT_POOL,
         ),
         Model(
+            "moe_specialise",
+            "MoE specialise=3",
+            "skmoe",
+            lambda t: _moe(t, specialise=3),
+            pool=DEFAULT_POOL,
+        ),
+        Model(
             "moe_em",
             "MoE in-sample EM",
             "skmoe",

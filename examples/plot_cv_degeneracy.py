@@ -20,8 +20,11 @@ The data below have two regions with known structure:
 * ``x0 >= 0``: the label is an XOR of the signs of ``x1`` and ``x2``, which a
   linear model cannot represent at all and a tree learns exactly.
 
-We fit ``MoEClassifier([lr, deep tree])`` with and without ``cv`` and look at
-the loads, at where the gate sends rows, and at held-out scores.
+We fit ``MoEClassifier([lr, deep tree], training="em")``, the in-sample EM,
+with and without ``cv``, and the default cross-fitted mixture
+(``training="crossfit"``, which learns its gate from out-of-fold evidence
+only), and look at the loads, at where the gate sends rows, and at held-out
+scores.
 """
 
 # %%
@@ -87,18 +90,24 @@ for name, expert in experts:
     results[f"{name} alone"] = held_out(clone(expert).fit(X_train, y_train))
 
 mixtures = {}
-for label, cv in [("MoE, cv=None", None), ("MoE, cv=5", 5)]:
+for label, params in [
+    ("EM, cv=None", dict(training="em")),
+    ("EM, cv=5", dict(training="em", cv=5)),
+    ("crossfit", {}),
+    ("crossfit, specialise=3", dict(specialise=3)),
+]:
     with warnings.catch_warnings():
         # Report a ConvergenceWarning if there is one, but do not stop on it.
         warnings.simplefilter("default")
-        moe = MoEClassifier(experts, cv=cv, random_state=0).fit(X_train, y_train)
+        moe = MoEClassifier(experts, random_state=0, **params)
+        moe.fit(X_train, y_train)
     mixtures[label] = moe
     results[label] = held_out(moe)
 
-print(f"{'model':<14} {'ROC-AUC':>8} {'accuracy':>9} {'linear':>7} {'XOR':>6}")
+print(f"{'model':<24} {'ROC-AUC':>8} {'accuracy':>9} {'linear':>7} {'XOR':>6}")
 for label, score in results.items():
     print(
-        f"{label:<14} {score['ROC-AUC']:8.3f} {score['accuracy']:9.3f} "
+        f"{label:<24} {score['ROC-AUC']:8.3f} {score['accuracy']:9.3f} "
         f"{score['linear']:7.3f} {score['XOR']:6.3f}"
     )
 
@@ -115,15 +124,16 @@ for label, moe in mixtures.items():
         f"{name} {load:.2f}" for name, load in zip(moe.expert_names_, moe.expert_load_)
     )
     print(
-        f"{label}: expert_load_ {loads}; {moe.n_iter_} EM iterations; gate weight "
+        f"{label}: expert_load_ {loads}; {moe.n_iter_} iterations; gate weight "
         f"of lr: {gate_lr[region_test].mean():.2f} in the linear region, "
         f"{gate_lr[~region_test].mean():.2f} in the XOR region"
     )
 
 # %%
-# Without ``cv`` the tree holds almost every training row: in-sample, it
-# predicts each label with probability one, the logistic regression only with
-# its honest, smaller probability, so the tree's likelihood wins each E-step.
+# With the in-sample EM and no ``cv`` the tree holds almost every training
+# row: in-sample, it predicts each label with probability one, the logistic
+# regression only with its honest, smaller probability, so the tree's
+# likelihood wins each E-step.
 # The gate learns "always the tree" in both regions, and the mixture's
 # accuracy is the tree's (its ROC-AUC is a little higher only because the
 # logistic regression's small share breaks the ties between the tree's 0/1
@@ -145,6 +155,15 @@ for label, moe in mixtures.items():
 # The price of ``cv``: each EM iteration refits every expert once per fold
 # (here five times), and the experts that predict are refitted once more on
 # all rows at the end, as ``StackingClassifier(cv=5)`` does once.
+#
+# The default, cross-fitted training, learns its gate from out-of-fold
+# evidence from the start, at Stacking's cost: it leans towards the logistic
+# regression on the left as ``cv=5`` does, but keeps both experts as they
+# are, fitted on every row. With ``specialise=3`` it also refits the experts
+# with the gate's responsibilities as sample weights, out of fold, keeping a
+# round only if the held-out log-loss improves: each expert then learns its
+# own region, and the held-out ROC-AUC is the best of all (0.976 here, on a
+# run of 2026-12-01), for 5 more fits per expert and round.
 
 # %%
 # Plot: where the gate sends rows, the loads, and the held-out scores
@@ -154,7 +173,8 @@ fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 bins = np.linspace(-3, 3, 25)
 centres = (bins[:-1] + bins[1:]) / 2
 which_bin = np.clip(np.digitize(X_test[:, 0], bins) - 1, 0, len(centres) - 1)
-for (label, moe), colour in zip(mixtures.items(), ["tab:red", "tab:blue"]):
+colours = ["tab:red", "tab:blue", "tab:orange", "tab:purple"]
+for (label, moe), colour in zip(mixtures.items(), colours):
     gate_lr = moe.gate_proba(X_test)[:, 0]
     mean_by_bin = np.array(
         [gate_lr[which_bin == b].mean() for b in range(len(centres))]
