@@ -38,6 +38,7 @@ def test_torch_mlp_alone_and_in_a_top1_mixture(digits):
         top_k=1,
         max_iter=3,
         random_state=0,
+        training="em",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
