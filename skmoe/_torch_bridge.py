@@ -13,14 +13,15 @@ places, each named here:
   module): :func:`fused_strategy`, called by ``skmoe._training.strategy_for``
   only once every expert has declared, by the class attribute
   ``_skmoe_fusable = True``, that it can fuse (so torch is installed: the
-  experts were made); :func:`fused` gives the module it trains;
+  experts were made);
 * the backprop step of a gate (``SoftmaxGate.fit_mixture`` and its network
   hooks): :func:`gate_training`.
 
-Where torch or skorch is missing, :func:`gate_training` and :func:`fused`
-raise an ImportError naming the extra, and :func:`public_name` gives a
-stand-in class that raises it when constructed, so that ``from skmoe import
-*`` and a mixture of scikit-learn experts work without torch.
+Where torch or skorch is missing, :func:`gate_training` and
+:func:`fused_strategy` raise an ImportError naming the extra, and
+:func:`public_name` gives a stand-in class that raises it when constructed,
+so that ``from skmoe import *`` and a mixture of scikit-learn experts work
+without torch.
 ``tests/test_import_graph.py`` walks every module's imports (those inside
 functions too) and fails on any other edge into :mod:`skmoe.torch`.
 """
@@ -74,14 +75,6 @@ def gate_training(owner):
     from .torch import gates
 
     return gates
-
-
-def fused(owner="The fused mixture"):
-    """:mod:`skmoe.torch.fused`, the fused strategy's torch code."""
-    _torch_package(owner)
-    from .torch import fused as fused_module
-
-    return fused_module
 
 
 def fused_strategy(owner="The fused mixture"):

@@ -57,9 +57,10 @@ How the pieces work
   device is available (a copy of the module is made there on first use and
   is not pickled), else on the CPU.
 
-torch is imported by this module; the estimators reach it through
-:func:`skmoe._torch_bridge.fused`, once every expert has declared that it can
-fuse (``_skmoe_fusable``).
+torch is imported by this module; the estimators reach it through the fused
+strategy (``skmoe/torch/strategy.py``, by
+:func:`skmoe._torch_bridge.fused_strategy`), once every expert has declared
+that it can fuse (``_skmoe_fusable``).
 """
 
 import copy
