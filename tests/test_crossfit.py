@@ -274,11 +274,13 @@ def test_top_k_routes_each_row_to_k_experts_and_calls_only_them():
     ).fit(X, y)
     gate = moe.gate_proba(X)
     assert np.all((gate > 0).sum(axis=1) == 1)
-    for expert in moe.experts_:
-        expert.predict_calls_ = []
+    live = np.flatnonzero(moe.active_experts_)
+    assert np.all(gate[:, ~moe.active_experts_] == 0)  # collapsed: never routed
+    for j in live:
+        moe.experts_[j].predict_calls_ = []
     moe.predict(X)
-    for j, expert in enumerate(moe.experts_):
-        seen = row_indices(X, expert.predicted_rows())
+    for j in live:
+        seen = row_indices(X, moe.experts_[j].predicted_rows())
         np.testing.assert_array_equal(np.sort(seen), np.flatnonzero(gate[:, j] > 0))
 
 
@@ -417,6 +419,35 @@ def test_in_sample_options_are_refused_with_the_way_out(cancer, option):
     with pytest.raises(ValueError, match="training='em'"):
         moe.fit(X, y)
     assert not hasattr(moe, "experts_")
+
+
+def test_an_expert_that_holds_no_rows_collapses_and_is_never_routed_to():
+    # one regime is enough for two linear clones: the rounds leave one of
+    # them (almost) no responsibility, and it is dropped, with one warning
+    from skmoe import ExpertCollapseWarning
+
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, size=(300, 1))
+    y = 2 * X[:, 0] + 0.1 * rng.randn(300)
+    moe = MoERegressor(
+        LinearRegression(),
+        n_experts=3,
+        top_k=1,
+        specialise=5,
+        training="crossfit",
+        random_state=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moe.fit(X, y)
+    dead = np.flatnonzero(~moe.active_experts_)
+    assert dead.size > 0
+    fallbacks = [w for w in caught if issubclass(w.category, ExpertFallbackWarning)]
+    assert not fallbacks  # a collapse is not a failed fit
+    collapses = [w for w in caught if issubclass(w.category, ExpertCollapseWarning)]
+    assert len(collapses) == len(dead)
+    assert np.all(moe.gate_proba(X)[:, dead] == 0)
+    assert r2_score(y, moe.predict(X)) > 0.95
 
 
 def test_verbose_reports_each_round(capsys):

@@ -36,7 +36,9 @@ from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from .._experts import seeded_clones
+from .._weighted_fit import constant_model
 from .base import TrainingStrategy, TrainResult, VerboseReporter
+from .em import MIN_EVEN_SHARE, MIN_EXPERT_ROWS
 from .oof_gate import (
     OutOfFoldEvidence,
     fit_selected,
@@ -77,6 +79,8 @@ class CrossFitState:
     finals : list of estimator or None
         The experts fitted on all rows with ``weights``, when they were
         fitted together with the folds.
+    active : ndarray of bool of shape (n_experts,)
+        The experts that had rows to fit on (the others collapsed).
     """
 
     weights: np.ndarray
@@ -84,6 +88,7 @@ class CrossFitState:
     gate_fit: object
     failures: dict
     finals: list = None
+    active: np.ndarray = None
 
     @property
     def loss(self):
@@ -163,7 +168,7 @@ class CrossFitStrategy(TrainingStrategy):
             finals, final_failures = (
                 (state.finals, {})
                 if state.finals is not None
-                else evaluate.final_fits(state.weights)
+                else evaluate.final_fits(state.weights, state.active)
             )
         converged = accepted < rounds or rounds == 0
         reporter.end(
@@ -173,7 +178,7 @@ class CrossFitStrategy(TrainingStrategy):
             experts=finals,
             gate=state.gate_fit.gate,
             noise=state.gate_fit.noise,
-            active=np.ones(len(templates), dtype=bool),
+            active=state.active,
             responsibilities=state.gate_fit.responsibilities,
             loss_curve=curve,
             objective_curve=list(curve),
@@ -181,6 +186,10 @@ class CrossFitStrategy(TrainingStrategy):
             converged=converged,
             strategy=self.name,
             failures={**state.failures, **final_failures},
+            collapse_events=[
+                (accepted, data.names[j], "dropped")
+                for j in np.flatnonzero(~state.active)
+            ],
             extra={
                 "gate_selection_": state.selection.as_dict(),
                 "oof_log_likelihood_": log_likelihoods,
@@ -272,8 +281,11 @@ class _Evaluation:
 
     def __call__(self, weights, *, with_finals=False):
         data, n_experts = self.data, len(self.templates)
+        active = self._alive(weights)
         keys, jobs = [], []
         for j, template in enumerate(self.templates):
+            if not active[j]:
+                continue
             rows_j = fit_rows(weights, j, data.sample_weight)
             for fold, (train, test) in enumerate(self.splits):
                 rows = np.intersect1d(rows_j, train)
@@ -285,7 +297,7 @@ class _Evaluation:
         results = self.parallel(jobs)
 
         outputs = [data.likelihood.empty_output(len(data.y)) for _ in range(n_experts)]
-        finals = [None] * n_experts if with_finals else None
+        finals = self._dead_finals(active) if with_finals else None
         failures = {}
         for (j, fold), (fitted, failure, rows, output) in zip(keys, results):
             label = data.names[j] + ("" if fold is None else f" (fold {fold})")
@@ -296,7 +308,7 @@ class _Evaluation:
             else:
                 outputs[j][rows] = output
         evidence = OutOfFoldEvidence(
-            data.likelihood, outputs, data.y, data.sample_weight, data.y_scale
+            data.likelihood, outputs, data.y, data.sample_weight, data.y_scale, active
         )
         options = dict(max_iter=self.moe.max_iter, tol=self.moe.tol)
         # the gate's products are skinny: BLAS threads cost more than they
@@ -311,18 +323,43 @@ class _Evaluation:
                 **options,
             )
             gate_fit = fit_selected(selection, data.X, evidence, **options)
-        return CrossFitState(weights, selection, gate_fit, failures, finals)
+        return CrossFitState(weights, selection, gate_fit, failures, finals, active)
 
-    def final_fits(self, weights):
-        """Every expert fitted on all its rows with ``weights``."""
+    def _alive(self, weights):
+        """The experts that hold enough of the rows to be fitted.
+
+        An expert whose responsibilities add up to fewer rows than EM's
+        collapse threshold has collapsed: it is not fitted, and the gate
+        cannot route to it (its evidence is ``-inf``), rather than a
+        constant model standing in for it in every fold.
+        """
+        w = self.data.sample_weight
+        rows_held = (w @ weights) / w.mean()
+        n_samples, n_experts = weights.shape
+        return rows_held >= max(MIN_EXPERT_ROWS, MIN_EVEN_SHARE * n_samples / n_experts)
+
+    def _dead_finals(self, active):
+        """Constant models for the collapsed experts (``experts_`` holds one)."""
         data = self.data
+        return [
+            None
+            if alive
+            else constant_model(template, data.X, data.y, data.sample_weight)
+            for template, alive in zip(self.templates, active)
+        ]
+
+    def final_fits(self, weights, active):
+        """Every active expert fitted on all its rows with ``weights``."""
+        data = self.data
+        finals = self._dead_finals(active)
+        live = np.flatnonzero(active)
         jobs = []
-        for j, template in enumerate(self.templates):
+        for j in live:
             rows = fit_rows(weights, j, data.sample_weight)
-            jobs.append(self._task(template, rows, weights[rows, j], None, j))
-        finals, failures = [], {}
-        for j, (fitted, failure, _, _) in enumerate(self.parallel(jobs)):
-            finals.append(fitted)
+            jobs.append(self._task(self.templates[j], rows, weights[rows, j], None, j))
+        failures = {}
+        for j, (fitted, failure, _, _) in zip(live, self.parallel(jobs)):
+            finals[j] = fitted
             if failure is not None:
                 record_failure(failures, data.names[j], failure)
         return finals, failures

@@ -46,22 +46,29 @@ class OutOfFoldEvidence:
     y, sample_weight : ndarray of shape (n_samples,)
     y_scale : float
         The target's weighted variance (sets the regressors' noise floor).
+    active : ndarray of bool of shape (n_experts,), default=None
+        The experts that can be routed to; the others (collapsed: no rows
+        to fit on) have no evidence, a log-likelihood of ``-inf``. None for
+        every expert.
     """
 
-    def __init__(self, likelihood, outputs, y, sample_weight, y_scale):
+    def __init__(self, likelihood, outputs, y, sample_weight, y_scale, active=None):
         self.likelihood = likelihood
         self.y = y
         self.sample_weight = sample_weight
         self.y_scale = y_scale
         self.n_experts = len(outputs)
+        self.active = np.ones(self.n_experts, dtype=bool) if active is None else active
         self.regression = isinstance(likelihood, GaussianLikelihood)
         if self.regression:
             self.means = np.column_stack(outputs)
+            self.means[:, ~self.active] = 0.0
         else:
             # log p_j(y_i | x_i): all that log-loss and the E-step need
             self.fixed = np.column_stack(
                 [likelihood.log_likelihood(output, y, None) for output in outputs]
             )
+            self.fixed[:, ~self.active] = -np.inf
 
     def noise(self, rows, R):
         """The M-step of the noise: each expert's weighted residual variance."""
@@ -84,6 +91,8 @@ class OutOfFoldEvidence:
                 self.likelihood.log_likelihood(
                     self.means[rows, j], self.y[rows], noise[j]
                 )
+                if self.active[j]
+                else np.full(len(rows), -np.inf)
                 for j in range(self.n_experts)
             ]
         )
@@ -216,8 +225,8 @@ def fit_gate_em(
         on_rows.fit(R, warm_start=warm or iteration > 0)
         noise = evidence.noise(rows, R)
         log_gate = on_rows.log_proba()
-        if n_candidates is not None:
-            log_gate = routed_log_weights(log_gate, top_k_mask(log_gate, n_candidates))
+        log_gate[:, ~evidence.active] = -np.inf
+        log_gate = routed_log_weights(log_gate, top_k_mask(log_gate, n_candidates))
         joint = log_gate + evidence.log_likelihood(rows, noise)
         mixture = logsumexp(joint, axis=1, keepdims=True)
         R = np.exp(joint - mixture)
@@ -287,9 +296,11 @@ def _label(gate):
     return f"{type(gate).__name__}({params})"
 
 
-def log_routing(gate, X, top_k):
-    """Log routing weights of ``gate`` on ``X``: its top-k, renormalised."""
+def log_routing(gate, X, top_k, active):
+    """Log routing weights of ``gate`` on ``X``: its top-k of the ``active``
+    experts, renormalised (as the estimators route)."""
     log_gate = gate.predict_log_proba(X)
+    log_gate[:, ~active] = -np.inf
     return routed_log_weights(log_gate, top_k_mask(log_gate, top_k))
 
 
@@ -366,6 +377,10 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
         random_state=random_state.randint(np.iinfo(np.int32).max),
     )
     folds = [(kept[train], kept[test]) for train, test in splitter.split(kept)]
+    # a collapsed expert is no candidate
+    candidates = [
+        c for c in candidates if c.expert is None or evidence.active[c.expert]
+    ]
     row_losses = np.zeros((len(candidates), len(weights)))
     log_likelihoods = np.zeros(len(candidates))
     for train, test in folds:
@@ -391,7 +406,7 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
                 )
                 previous = _Path(fit.gate, fit.responsibilities, True)
                 gate, noise = fit.gate, fit.noise
-            routing = log_routing(gate, X[test], top_k)
+            routing = log_routing(gate, X[test], top_k, evidence.active)
             row_losses[c, test] = evidence.row_losses(test, routing)
             log_likelihoods[c] += share * evidence.mixture_log_likelihood(
                 test, routing, noise
