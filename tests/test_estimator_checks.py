@@ -36,7 +36,9 @@ ESTIMATORS = [
 
 def _expected_failed_checks(estimator):
     """Checks that fail by design, with the reason."""
-    if isinstance(estimator.experts, list):
+    if isinstance(estimator.experts, list) or isinstance(estimator, MoEClassifier):
+        # the classifier's template configuration passes on the check's data
+        # (its rounds leave one tree); the reason below would apply to it too
         return {}
     return {
         # Clones of one template start from k-means clusters. KMeans seeds its

@@ -109,9 +109,9 @@ def in_torch_package(name):
 
 
 def test_the_walk_sees_the_modules_and_the_bridge():
-    assert "skmoe._base" in MODULES and "skmoe.torch.fused" in MODULES
+    assert "skmoe._base" in MODULES and "skmoe.torch.strategy" in MODULES
     bridge_targets = {target for target, _, _ in imports("skmoe._torch_bridge")}
-    assert TORCH in bridge_targets and "skmoe.torch.fused" in bridge_targets
+    assert TORCH in bridge_targets and "skmoe.torch.strategy" in bridge_targets
 
 
 def test_only_the_bridge_imports_skmoe_torch():

@@ -87,6 +87,7 @@ def test_grid_search_over_the_template_and_gate(data):
         gate=SoftmaxGate(),
         max_iter=2,
         random_state=0,
+        training="em",
     )
     params = moe.get_params()
     assert "experts__max_depth" in params and "gate__C" in params
