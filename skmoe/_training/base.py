@@ -118,6 +118,8 @@ class TrainingStrategy(ABC):
 
     #: the name ``training_strategy_`` records
     name = None
+    #: what one of its iterations is called in warnings
+    iteration_name = "EM iteration"
 
     def __init__(self, moe):
         self.moe = moe
@@ -181,8 +183,8 @@ def warn_about_fit(result, strategy):
         )
     for iteration, name, action in result.collapse_events:
         warnings.warn(
-            f"Expert {name!r} collapsed (almost no responsibility) at EM "
-            f"iteration {iteration + 1} and was {action}"
+            f"Expert {name!r} collapsed (almost no responsibility) at "
+            f"{strategy.iteration_name} {iteration + 1} and was {action}"
             + (
                 " on the samples the mixture explained worst."
                 if action == "re-seeded"

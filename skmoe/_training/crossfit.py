@@ -103,6 +103,8 @@ class CrossFitStrategy(TrainingStrategy):
     """The default: cross-fitted experts, a gate over out-of-fold evidence."""
 
     name = "crossfit"
+    # warnings count rounds as loss_curve_ does: round 0 first
+    iteration_name = "crossfit round"
 
     #: options of the in-sample algorithms that cross-fitting does not have
     _REFUSED = {
@@ -187,7 +189,7 @@ class CrossFitStrategy(TrainingStrategy):
             strategy=self.name,
             failures={**state.failures, **final_failures},
             collapse_events=[
-                (accepted, data.names[j], "dropped")
+                (accepted - 1, data.names[j], "dropped")
                 for j in np.flatnonzero(~state.active)
             ],
             extra={

@@ -66,9 +66,13 @@ class OutOfFoldEvidence:
         else:
             # log p_j(y_i | x_i): all that log-loss and the E-step need
             self.fixed = np.column_stack(
-                [likelihood.log_likelihood(output, y, None) for output in outputs]
+                [
+                    likelihood.log_likelihood(output, y, None)
+                    if alive
+                    else np.full(len(y), -np.inf)
+                    for output, alive in zip(outputs, self.active)
+                ]
             )
-            self.fixed[:, ~self.active] = -np.inf
 
     def noise(self, rows, R):
         """The M-step of the noise: each expert's weighted residual variance."""
