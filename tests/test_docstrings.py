@@ -4,7 +4,7 @@ Every skmoe module whose source has a ``>>>`` example is found and run with
 ``doctest.testmod``, so that a new module's examples (or a module moved in a
 restructuring) are run without being listed here. Modules with ``torch`` in
 their name are left out: their examples need the torch extra and are run by
-tests/torch/test_torch_docstrings.py.
+tests/skmoe_torch/test_torch_docstrings.py.
 """
 
 import doctest

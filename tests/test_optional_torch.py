@@ -3,7 +3,7 @@
 torch and skorch are an optional extra (``pip install "skmoe[torch]"``).
 These tests run in a fresh interpreter, most of them with torch and skorch
 made unimportable (``run_python(..., without_torch=True)``), so they run
-whether or not torch is installed, and are not under tests/torch/ (which is
+whether or not torch is installed, and are not under tests/skmoe_torch/ (which is
 skipped as a whole without it).
 """
 
@@ -168,3 +168,14 @@ def test_without_torch_the_rest_works_and_torch_experts_name_the_extra():
 def test_unknown_attribute_of_skmoe_raises_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
         skmoe.NoSuchThing  # noqa: B018
+
+
+def test_no_test_folder_shadows_an_optional_dependency():
+    # tests/ is on the import path while the tests run: a folder
+    # tests/torch/ would be imported as the namespace package ``torch``
+    # where torch is not installed, and importorskip("torch") would pass
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    for name in ("torch", "skorch"):
+        assert not (tests / name).exists(), f"rename tests/{name}/"

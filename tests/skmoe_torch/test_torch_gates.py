@@ -1,6 +1,6 @@
 """Tests of skmoe.torch.gates: MLPGate, and the backprop step of both gates.
 
-Skipped without torch (tests/torch/conftest.py); the import tests that run
+Skipped without torch (tests/skmoe_torch/conftest.py); the import tests that run
 without torch are in tests/test_optional_torch.py.
 """
 

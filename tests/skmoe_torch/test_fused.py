@@ -1,6 +1,6 @@
 """The fused mixture (skmoe.torch.fused): module, dispatch, training, persistence.
 
-Skipped without torch and skorch (tests/torch/conftest.py). Tests marked
+Skipped without torch and skorch (tests/skmoe_torch/conftest.py). Tests marked
 ``gpu`` need CUDA and are deselected by default (``pytest -m gpu`` runs them).
 """
 

@@ -1,6 +1,6 @@
 """TorchMLPClassifier and TorchMLPRegressor: skorch experts, alone and in a mixture.
 
-Skipped without torch and skorch (tests/torch/conftest.py); the import tests
+Skipped without torch and skorch (tests/skmoe_torch/conftest.py); the import tests
 that run without them are in tests/test_optional_torch.py. Tests marked
 ``gpu`` need CUDA and are deselected by default (``pytest -m gpu`` runs them).
 """
