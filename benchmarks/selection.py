@@ -31,10 +31,11 @@ use there).
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import cross_val_predict
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 #: Probabilities are clipped to [EPS, 1 - EPS] before the log-loss.
@@ -99,13 +100,24 @@ def greedy_selection(predictions, y, loss, n_rounds=25, random_state=None):
     return indices[:keep], trajectory[:keep]
 
 
-class _BaseEnsembleSelection(BaseEstimator):
+class _BaseEnsembleSelection(_BaseComposition):
     def __init__(self, estimators, *, n_rounds=25, cv=5, n_jobs=None, random_state=0):
         self.estimators = estimators
         self.n_rounds = n_rounds
         self.cv = cv
         self.n_jobs = n_jobs
         self.random_state = random_state
+
+    # Nested parameters by name (``forest__random_state``), as in
+    # StackingClassifier: the zoo's build() seeds every random_state it can
+    # reach, and without this a pool's forest stayed unseeded, so that two
+    # runs of the same code gave different scores.
+    def get_params(self, deep=True):
+        return self._get_params("estimators", deep=deep)
+
+    def set_params(self, **params):
+        self._set_params("estimators", **params)
+        return self
 
     def _select(self, X, y, target, method, loss):
         names = [name for name, _ in self.estimators]

@@ -113,3 +113,17 @@ def test_duplicate_names_are_refused():
         EnsembleSelectionRegressor([("a", Ridge()), ("a", Ridge())]).fit(
             np.zeros((10, 1)), np.arange(10.0)
         )
+
+
+def test_the_zoo_seeds_the_pool_so_two_fits_agree():
+    from sklearn.datasets import make_classification
+
+    from benchmarks import models
+
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    first = models.build("caruana", "binary")
+    assert first.get_params()["forest__random_state"] == models.SEED
+    second = models.build("caruana", "binary")
+    np.testing.assert_array_equal(
+        first.fit(X, y).predict_proba(X), second.fit(X, y).predict_proba(X)
+    )
