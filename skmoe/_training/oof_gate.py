@@ -229,8 +229,9 @@ def fit_gate_em(
         on_rows.fit(R, warm_start=warm or iteration > 0)
         noise = evidence.noise(rows, R)
         log_gate = on_rows.log_proba()
-        log_gate[:, ~evidence.active] = -np.inf
-        log_gate = routed_log_weights(log_gate, top_k_mask(log_gate, n_candidates))
+        if n_candidates is not None or not evidence.active.all():
+            log_gate[:, ~evidence.active] = -np.inf
+            log_gate = routed_log_weights(log_gate, top_k_mask(log_gate, n_candidates))
         joint = log_gate + evidence.log_likelihood(rows, noise)
         mixture = logsumexp(joint, axis=1, keepdims=True)
         R = np.exp(joint - mixture)
