@@ -270,10 +270,11 @@ def gate_candidates(gate, names, *, grid, top_k=None):
     the weakest. A gate object the user gave is taken as it is. With
     ``top_k`` (fewer than half the experts) each fitted gate comes twice: by
     the plain EM, and by the EM whose E-step looks where the truncated
-    mixture will (its ``2 top_k`` favourites). On three regression sets of
-    the benchmark with ``top_k=1`` over 3 experts, the second lowered the
-    RMSE of concrete from 8.16 to 7.39 and raised that of computers from
-    266 to 279: neither wins everywhere, so the held-out loss chooses.
+    mixture will (its ``2 top_k`` favourites). During development (the
+    benchmark's concrete and computers sets, one 3-fold split, ``top_k=1``
+    over its 3 experts, with the unshuffled folds of the time) the second
+    lowered one set's RMSE and raised the other's: neither wins everywhere,
+    so the held-out loss chooses.
     """
     singles = [Candidate(f"expert: {name}", expert=j) for j, name in enumerate(names)]
     constant = [Candidate("constant", ConstantGate())]
