@@ -20,6 +20,10 @@ from ._balance import BALANCE_PENALTIES, balance_penalty, z_loss_penalty
 
 _SEED_MAX = np.iinfo(np.int32).max
 
+#: The least weight a warm start of ``ConstantGate._fit_marginal`` starts
+#: an expert at (a zero weight has no finite logit).
+_TINY_WEIGHT = 1e-12
+
 
 def fit_gate_features(X, sample_weight):
     """Fit the gate's own preprocessing: mean-impute, then standardise.
@@ -514,7 +518,57 @@ class SoftmaxGate(_BaseGate):
         cross-fitted training): the features are fitted once, and the
         inputs are not checked again. The caller holds the BLAS thread limit.
         """
-        n_features, n_experts = Z.shape[1], R.shape[1]
+        return self._solve(
+            Z,
+            weights,
+            R.shape[1],
+            partial(_soft_target_term, R),
+            warm_start=warm_start,
+            balanced=balanced,
+        )
+
+    def _fit_marginal(self, Z, log_evidence, weights, *, mask=None, warm_start=False):
+        """Fit the gate to fixed experts' evidence by its marginal likelihood.
+
+        Minimises ``-sum_i w_i log sum_j g_ij exp(L_ij)`` (plus the penalties)
+        over the gate's parameters, where ``L`` is each expert's fixed
+        log-likelihood of each row. Its gradient in the logits is
+        ``w_i (g_ij - R_ij)`` with ``R`` the posterior at the current
+        parameters: the M-step's gradient at the E-step's responsibilities
+        (Fisher's identity). One quasi-Newton solve so reaches a fixed point
+        of the EM over fixed evidence, where EM spends one solve on every
+        iteration (Salakhutdinov, Roweis and Ghahramani, "Optimization with
+        EM and expectation-conjugate-gradient", ICML 2003).
+
+        Parameters
+        ----------
+        Z : ndarray of shape (n_samples, n_features)
+            Standardised features (``features_`` already fitted).
+        log_evidence : ndarray of shape (n_samples, n_experts)
+            ``L``; ``-inf`` where an expert has nothing to say.
+        weights : ndarray of shape (n_samples,)
+        mask : ndarray of bool, broadcastable to ``L``, default=None
+            The experts each row may be routed to: the gate is renormalised
+            over them (as routing to the active experts, or to a row's top-k,
+            renormalises). None for all.
+        warm_start : bool, default=False
+        """
+        return self._solve(
+            Z,
+            weights,
+            log_evidence.shape[1],
+            partial(_marginal_term, log_evidence, mask),
+            warm_start=warm_start,
+            balanced=None,
+        )
+
+    def _solve(self, Z, weights, n_experts, data_term, *, warm_start, balanced):
+        """L-BFGS over the coefficients: ``data_term`` plus the penalties.
+
+        ``data_term(logits, row_weights)`` returns the data's part of the
+        loss and its gradient in the logits.
+        """
+        n_features = Z.shape[1]
         if not warm_start:
             for name in ("noise_coef_", "noise_intercept_"):
                 self.__dict__.pop(name, None)
@@ -531,10 +585,6 @@ class SoftmaxGate(_BaseGate):
         scale = 1.0 / total if total > 0 else 1.0
         penalty = scale / self.C
         shape = start.shape
-
-        # Loop invariants. Each row of R sums to one, so
-        # sum_j R_ij log g_ij = sum_j R_ij z_ij - logsumexp_j z_ij.
-        weighted_targets = scale * weights[:, None] * R
         row_weights = scale * weights[:, None]
         # Penalties on the logits, each a (function, strength) pair.
         logit_penalties = []
@@ -552,16 +602,8 @@ class SoftmaxGate(_BaseGate):
             params = flat.reshape(shape)
             coef, intercept = params[:-1], params[-1]
             logits = Z @ coef + intercept
-            peak = logits.max(axis=1, keepdims=True)
-            exp_logits = np.exp(logits - peak)
-            normaliser = exp_logits.sum(axis=1, keepdims=True)
-            log_normaliser = peak + np.log(normaliser)
-            loss = np.sum(row_weights * log_normaliser) - np.sum(
-                weighted_targets * logits
-            )
+            loss, residual = data_term(logits, row_weights)
             loss += 0.5 * penalty * np.sum(coef**2)
-            # d loss / d logits = w_i (g_ij - R_ij), scaled
-            residual = row_weights * (exp_logits / normaliser) - weighted_targets
             for penalty_function, strength in logit_penalties:
                 value, logit_gradient = penalty_function(logits, weights)
                 loss += strength * value
@@ -627,6 +669,45 @@ class SoftmaxGate(_BaseGate):
         self.coef_, self.intercept_, noise = torch_gates.linear_gate_parameters(network)
         if noise is not None:
             self.noise_coef_, self.noise_intercept_ = noise
+
+
+def _soft_target_term(R, logits, row_weights):
+    """Cross-entropy of the gate to fixed soft targets ``R`` (EM's M-step).
+
+    Each row of ``R`` sums to one, so ``sum_j R_ij log g_ij = sum_j R_ij
+    z_ij - logsumexp_j z_ij``; the gradient in the logits is ``w_i (g_ij -
+    R_ij)``.
+    """
+    weighted_targets = row_weights * R
+    peak = logits.max(axis=1, keepdims=True)
+    exp_logits = np.exp(logits - peak)
+    normaliser = exp_logits.sum(axis=1, keepdims=True)
+    log_normaliser = peak + np.log(normaliser)
+    loss = np.sum(row_weights * log_normaliser) - np.sum(weighted_targets * logits)
+    residual = row_weights * (exp_logits / normaliser) - weighted_targets
+    return loss, residual
+
+
+def _marginal_term(log_evidence, mask, logits, row_weights):
+    """Negative marginal log-likelihood of a mixture over fixed evidence.
+
+    ``-sum_i w_i log sum_j g_ij exp(L_ij)``, with ``g`` the softmax of the
+    logits over the experts ``mask`` allows; the gradient in the logits is
+    ``w_i (g_ij - R_ij)``, ``R`` the posterior.
+    """
+    if mask is not None:
+        logits = np.where(mask, logits, -np.inf)
+    peak = logits.max(axis=1, keepdims=True)
+    shifted = logits - peak
+    exp_logits = np.exp(shifted)
+    normaliser = exp_logits.sum(axis=1, keepdims=True)
+    joint = shifted - np.log(normaliser) + log_evidence
+    joint_peak = joint.max(axis=1, keepdims=True)
+    exp_joint = np.exp(joint - joint_peak)
+    mixture = exp_joint.sum(axis=1, keepdims=True)
+    loss = -np.sum(row_weights * (joint_peak + np.log(mixture)))
+    residual = row_weights * (exp_logits / normaliser - exp_joint / mixture)
+    return loss, residual
 
 
 class ConstantGate(BaseEstimator):
@@ -715,6 +796,52 @@ class ConstantGate(BaseEstimator):
         self.weights_ = pi / pi.sum()
         self.n_experts_ = R.shape[1]
         self.n_features_in_ = X.shape[1]
+        return self
+
+    def _fit_marginal(self, log_evidence, weights, *, mask=None, warm_start=False):
+        """Fit the weights to fixed experts' evidence by its marginal likelihood.
+
+        The constant gate's counterpart of ``SoftmaxGate._fit_marginal``:
+        maximises ``sum_i w_i log sum_j pi_j exp(L_ij)`` over the simplex
+        (the weights as the softmax of free logits) in one quasi-Newton
+        solve, where EM's closed-form M-step converges linearly, slowly when
+        the experts agree. Fixed ``weights`` are kept. After ``fit``, which
+        sets ``n_features_in_``.
+
+        Parameters
+        ----------
+        log_evidence : ndarray of shape (n_samples, n_experts)
+        weights : ndarray of shape (n_samples,)
+        mask : ndarray of bool of shape (n_samples, n_experts), default=None
+            The experts each row may be routed to; an expert no row may be
+            routed to gets weight zero.
+        warm_start : bool, default=False
+            Start from the current ``weights_``.
+        """
+        n_experts = log_evidence.shape[1]
+        if self.weights is not None:
+            return self
+        start = np.zeros(n_experts)
+        if warm_start and getattr(self, "weights_", np.empty(0)).shape == (n_experts,):
+            with np.errstate(divide="ignore"):
+                start = np.maximum(np.log(self.weights_), np.log(_TINY_WEIGHT))
+        row_weights = (weights / weights.sum())[:, None]
+
+        def loss_and_gradient(logits):
+            loss, residual = _marginal_term(
+                log_evidence,
+                mask,
+                np.broadcast_to(logits, log_evidence.shape),
+                row_weights,
+            )
+            return loss, residual.sum(axis=0)
+
+        result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B")
+        logits = result.x
+        if mask is not None:
+            logits = np.where(np.any(mask, axis=0), logits, -np.inf)
+        self.weights_ = softmax(logits)
+        self.n_experts_ = n_experts
         return self
 
     def predict_log_proba(self, X):

@@ -105,7 +105,8 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
         Positive weights of those rows.
     n_draws : int
         Size of the weighted resample, used only when the expert takes no
-        sample weights; the caller passes the expert's share of the data.
+        sample weights and the weights differ (equal weights fit the rows as
+        they are); the caller passes the expert's share of the data.
     seed : int
         Seed of the resample.
 
@@ -120,6 +121,11 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
         fit_params = sample_weight_fit_params(estimator, sample_weight)
         if fit_params is not None:
             estimator.fit(X, y, **fit_params)
+        elif np.all(sample_weight == sample_weight[0]):
+            # Equal weights say nothing to resample by: a resample would be
+            # a bootstrap of the rows (the first cross-fit gives a list of
+            # experts weight one on every row), noise and nothing more.
+            estimator.fit(X, y)
         else:
             rows = weighted_resample(
                 sample_weight, max(n_draws, 2), np.random.default_rng(seed)

@@ -208,13 +208,17 @@ def test_gate_proba_rows_sum_to_one_with_top_k_nonzeros(binary, by_top_k, top_k)
     assert G.shape == (len(y), 3)
     assert np.all(G >= 0)
     np.testing.assert_allclose(G.sum(axis=1), 1.0)
-    expected = 3 if top_k is None else top_k
+    # a collapsed expert (active_experts_ False) is never routed to
+    n_active = moe.active_experts_.sum()
+    expected = n_active if top_k is None else min(top_k, n_active)
     np.testing.assert_array_equal((G > 0).sum(axis=1), expected)
+    assert np.all(G[:, ~moe.active_experts_] == 0)
     if top_k is not None:
         # the kept experts are each row's largest gate weights
         dense = moe.gate_.predict_proba(X)
-        kth = -np.sort(-dense, axis=1)[:, top_k - 1]
-        assert np.all(dense[G > 0] >= np.repeat(kth, top_k) - 1e-12)
+        dense[:, ~moe.active_experts_] = 0.0
+        kth = -np.sort(-dense, axis=1)[:, expected - 1]
+        assert np.all(dense[G > 0] >= np.repeat(kth, expected) - 1e-12)
 
 
 def test_gate_proba_is_row_independent(binary, by_top_k):

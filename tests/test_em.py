@@ -456,17 +456,20 @@ def test_expert_without_sample_weight_gets_a_weighted_resample():
     plain, weighted = fits("plain"), fits("lr")
     assert all(record.sample_weight is None for record in plain)
     assert all(record.sample_weight is not None for record in weighted)
-    # first iteration: uniform responsibilities, so a resample of n/2 rows,
-    # drawn with replacement from the training rows
-    first = plain[0]
-    assert len(first.X) == len(y) // 2
-    rows = row_indices(X, first.X)
+    # first iteration: uniform responsibilities, equal weights with nothing
+    # to resample by, so every row as it is
+    np.testing.assert_array_equal(plain[0].X, X)
+    # second: the posterior's weights, so a resample of the expert's share
+    # of rows, drawn with replacement
+    second = plain[1]
+    rows = row_indices(X, second.X)
+    assert len(second.X) != len(y)
     assert len(np.unique(rows)) < len(rows)
     assert np.isfinite(moe.predict_proba(X)).all()
     # the resample is seeded by random_state
     clear_fit_log()
     quiet_fit(moe, X, y)
-    np.testing.assert_array_equal(fits("plain")[0].X, first.X)
+    np.testing.assert_array_equal(fits("plain")[1].X, second.X)
 
 
 # -- top-k training must still let EM move rows between experts -------------

@@ -215,12 +215,15 @@ def test_each_expert_predicts_only_its_routed_rows(regimes):
     )
     X_new = np.linspace(-1, 1, 101)[:, None]
     G = moe.gate_proba(X_new)
-    for expert in moe.experts_:
+    # a collapsed expert (a constant model, never routed to) predicts nothing
+    live = [e for e, a in zip(moe.experts_, moe.active_experts_) if a]
+    assert np.all(G[:, ~moe.active_experts_] == 0) and len(live) >= 2
+    for expert in live:
         expert.predict_calls_ = []
     mean, std = moe.predict(X_new, return_std=True)
-    assert sum(e.n_predicted_rows_ for e in moe.experts_) == len(X_new)
-    for j, expert in enumerate(moe.experts_):
-        seen = row_indices(X_new, expert.predicted_rows())
+    assert sum(e.n_predicted_rows_ for e in live) == len(X_new)
+    for j in np.flatnonzero(moe.active_experts_):
+        seen = row_indices(X_new, moe.experts_[j].predicted_rows())
         np.testing.assert_array_equal(np.sort(seen), np.flatnonzero(G[:, j] > 0))
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
 

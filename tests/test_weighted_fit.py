@@ -249,8 +249,15 @@ def test_resample_frequencies_follow_the_weights():
 
 
 def test_resample_draws_at_least_two_rows():
-    ids = ids_seen(resample_expert([1.0, 1.0, 1.0], n_draws=0, seed=0))
+    ids = ids_seen(resample_expert([1.0, 2.0, 1.0], n_draws=0, seed=0))
     assert ids.shape == (2,)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.25])
+def test_equal_weights_fit_the_rows_as_they_are(weight):
+    # nothing to resample by: no bootstrap of the rows
+    ids = ids_seen(resample_expert(np.full(5, weight), n_draws=3, seed=0))
+    np.testing.assert_array_equal(ids, np.arange(5))
 
 
 def test_weighted_resample_function():
