@@ -235,7 +235,9 @@ class MoEClassifier(
         Under ``"crossfit"`` only: the gate candidates of the kept round
         (``"candidates"``, their labels), their held-out ``"loss"`` and
         ``"log_likelihood"`` (weighted means over the rows the gate's
-        cross-validation held out), and the ``"selected"`` label.
+        cross-validation held out; ``nan`` for a weaker regularisation not
+        fitted because the path's held-out loss had risen), and the
+        ``"selected"`` label.
     oof_log_likelihood_ : list of float
         Under ``"crossfit"`` only: the held-out mean log-likelihood of the
         mixture with the chosen gate, per round (as ``loss_curve_``).

@@ -562,6 +562,35 @@ class SoftmaxGate(_BaseGate):
             balanced=None,
         )
 
+    def _fit_mean(self, Z, means, y, weights, *, mask=None, warm_start=False):
+        """Fit the gate to fixed experts' predictions by the error of the mean.
+
+        Minimises ``sum_i w_i (y_i - sum_j g_ij m_ij)^2 / sum_i w_i`` (plus
+        the penalties): the loss of what a regressor's ``predict`` returns,
+        where the marginal likelihood rewards a sharp gate. ``means`` and
+        ``y`` come scaled by the target's standard deviation, so that the
+        loss is on the scale of ``1 - R^2`` and ``C`` means about what it
+        means for the likelihood.
+
+        Parameters
+        ----------
+        Z : ndarray of shape (n_samples, n_features)
+        means : ndarray of shape (n_samples, n_experts)
+            Each expert's fixed prediction of each row.
+        y : ndarray of shape (n_samples,)
+        weights : ndarray of shape (n_samples,)
+        mask : ndarray of bool, broadcastable to ``means``, default=None
+        warm_start : bool, default=False
+        """
+        return self._solve(
+            Z,
+            weights,
+            means.shape[1],
+            partial(_mean_squared_term, means, y, mask),
+            warm_start=warm_start,
+            balanced=None,
+        )
+
     def _solve(self, Z, weights, n_experts, data_term, *, warm_start, balanced):
         """L-BFGS over the coefficients: ``data_term`` plus the penalties.
 
@@ -710,6 +739,25 @@ def _marginal_term(log_evidence, mask, logits, row_weights):
     return loss, residual
 
 
+def _mean_squared_term(means, y, mask, logits, row_weights):
+    """Squared error of the gate-weighted mean of fixed predictions.
+
+    ``sum_i w_i (y_i - mu_i)^2`` with ``mu_i = sum_j g_ij m_ij``; the
+    gradient in the logits is ``-2 w_i (y_i - mu_i) g_ij (m_ij - mu_i)``.
+    """
+    if mask is not None:
+        logits = np.where(mask, logits, -np.inf)
+    gate = np.exp(logits - logits.max(axis=1, keepdims=True))
+    gate /= gate.sum(axis=1, keepdims=True)
+    # the masked experts' predictions do not count (0 times anything)
+    spread = np.where(gate > 0, means, 0.0)
+    mean = np.sum(gate * spread, axis=1, keepdims=True)
+    residual = y[:, None] - mean
+    loss = np.sum(row_weights * residual**2)
+    gradient = -2.0 * row_weights * residual * gate * (spread - mean)
+    return loss, gradient
+
+
 class ConstantGate(BaseEstimator):
     """A gate that gives every sample the same weights: a global blend.
 
@@ -818,7 +866,30 @@ class ConstantGate(BaseEstimator):
         warm_start : bool, default=False
             Start from the current ``weights_``.
         """
-        n_experts = log_evidence.shape[1]
+        return self._solve(
+            weights,
+            partial(_marginal_term, log_evidence, mask),
+            log_evidence.shape,
+            mask,
+            warm_start,
+        )
+
+    def _fit_mean(self, means, y, weights, *, mask=None, warm_start=False):
+        """Fit the weights by the squared error of the weighted mean of fixed
+        predictions: the constant gate's ``SoftmaxGate._fit_mean``, a
+        blend with weights on the simplex (as a non-negative stacking whose
+        weights add up to one)."""
+        return self._solve(
+            weights,
+            partial(_mean_squared_term, means, y, mask),
+            means.shape,
+            mask,
+            warm_start,
+        )
+
+    def _solve(self, weights, data_term, shape, mask, warm_start):
+        """L-BFGS over the weights' logits; fixed ``weights`` are kept."""
+        n_experts = shape[1]
         if self.weights is not None:
             return self
         start = np.zeros(n_experts)
@@ -828,12 +899,7 @@ class ConstantGate(BaseEstimator):
         row_weights = (weights / weights.sum())[:, None]
 
         def loss_and_gradient(logits):
-            loss, residual = _marginal_term(
-                log_evidence,
-                mask,
-                np.broadcast_to(logits, log_evidence.shape),
-                row_weights,
-            )
+            loss, residual = data_term(np.broadcast_to(logits, shape), row_weights)
             return loss, residual.sum(axis=0)
 
         result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B")

@@ -146,7 +146,8 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         The algorithm that ran (see :class:`MoEClassifier`).
     gate_selection_ : dict
         Under ``"crossfit"`` only: the gate candidates, their held-out loss
-        (squared error of the mean) and log-likelihood, and the one chosen.
+        (squared error of the mean) and log-likelihood (``nan`` where the
+        regularisation path stopped first), and the one chosen.
     oof_log_likelihood_ : list of float
         Under ``"crossfit"`` only: the held-out mean log-likelihood of the
         mixture per round.

@@ -139,6 +139,7 @@ class CrossFitStrategy(TrainingStrategy):
             data.names,
             grid=isinstance(moe.gate, str) and moe.gate == "softmax",
             top_k=moe.top_k,
+            regression=data.task != "classifier",
         )
         start, every_row = self._initial_weights(data, random_state)
         rounds = self._rounds()
