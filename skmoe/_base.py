@@ -22,6 +22,7 @@ from ._experts import check_expert, check_top_k, resolve_experts
 from ._gates import GATE_OVERRIDES, GATES, resolve_gate
 from ._mixins import VersionedStateMixin
 from ._routing import routed_weights, rows_by_expert, top_k_mask
+from ._sinkhorn import SINKHORN
 from ._training import TRAINING_MODES, FitData, strategy_for, warn_about_fit
 from ._validation import (
     check_enough_samples,
@@ -48,7 +49,7 @@ class BaseMixtureOfExperts(
             Interval(Integral, 0, None, closed="left"),
         ],
         "gate": [StrOptions(set(GATES)), HasMethods(["fit", "predict_log_proba"])],
-        "balance": [StrOptions(set(BALANCE_PENALTIES)), None],
+        "balance": [StrOptions({*BALANCE_PENALTIES, SINKHORN}), None],
         "balance_strength": [Interval(Real, 0, None, closed="left"), None],
         "z_loss": [Interval(Real, 0, None, closed="left"), None],
         "noisy_gating": ["boolean"],
@@ -261,10 +262,18 @@ class BaseMixtureOfExperts(
         )
 
     def _gate_template(self):
-        """The gate to fit, with the mixture's overrides; ``self.gate`` untouched."""
-        return resolve_gate(
-            self.gate, {name: getattr(self, name) for name in GATE_OVERRIDES}
-        )
+        """The gate to fit, with the mixture's overrides; ``self.gate`` untouched.
+
+        With ``balance="sinkhorn"`` the training balances the responsibilities
+        themselves, and the gate is fitted without a penalty of its own.
+        """
+        overrides = {name: getattr(self, name) for name in GATE_OVERRIDES}
+        if self.balance == SINKHORN:
+            del overrides["balance"]
+        gate = resolve_gate(self.gate, overrides)
+        if self.balance == SINKHORN and "balance" in gate.get_params(deep=False):
+            gate.set_params(balance=None)
+        return gate
 
     def _store_fit(self, result, data, strategy):
         names = data.names

@@ -92,10 +92,15 @@ class MoEClassifier(
         ``SoftmaxGate`` with ``C`` in (0.01, 0.1, 1), chosen by
         cross-validation together with the constant gate and each single
         expert; a gate object is the one fitted candidate beside those.
-    balance : {"switch", "importance", "entropy"}, default=None
-        When set, overrides the gate's ``balance``: the penalty that spreads
-        the routing over the experts (formulas and sources in
-        :class:`SoftmaxGate`). ``None`` keeps the gate's own (none by default).
+    balance : {"switch", "importance", "entropy", "sinkhorn"}, default=None
+        When set to a penalty, overrides the gate's ``balance``: the penalty
+        that spreads the routing over the experts (formulas and sources in
+        :class:`SoftmaxGate`). ``"sinkhorn"`` balances the E-step's
+        responsibilities instead (every expert an even share of the rows,
+        in training only; not with ``training="backprop"``), and fits the
+        gate without a penalty. ``None`` keeps the gate's own (none by
+        default). Under ``"crossfit"``, any of them restricts the gate's
+        candidates to balanced gates (no single expert).
     balance_strength : float, default=None
         When set, overrides the gate's ``balance_strength``.
     z_loss : float, default=None

@@ -54,7 +54,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         stands for ``C`` in (0.01, 0.1, 1), chosen by cross-validation.
     balance, balance_strength, z_loss : default=None
         When set, override the gate's parameters of the same names
-        (balancing penalty; see :class:`SoftmaxGate`).
+        (balancing penalty; see :class:`SoftmaxGate`); ``balance="sinkhorn"``
+        balances the E-step's responsibilities instead, as for
+        :class:`MoEClassifier`.
     noisy_gating : bool, default=False
         Learned, input-dependent noise on the gate's top-k choice during
         backprop training (Shazeer et al. 2017); off in prediction.

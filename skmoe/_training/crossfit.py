@@ -140,6 +140,7 @@ class CrossFitStrategy(TrainingStrategy):
             grid=isinstance(moe.gate, str) and moe.gate == "softmax",
             top_k=moe.top_k,
             regression=data.task != "classifier",
+            balance=moe.balance,
         )
         start, every_row = self._initial_weights(data, random_state)
         rounds = self._rounds()

@@ -11,8 +11,10 @@ Each iteration is
   where that weight is not negligible, so that with top-k routing an
   iteration costs about ``n * k`` expert-rows rather than ``n * E``;
 * E-step: ``R_ij`` proportional to ``g_j(x_i) p_j(y_i | x_i)``, computed in
-  the log domain. With ``top_k=k`` it scores each row's ``2k`` gate
-  favourites (the gate renormalised over them) and keeps the ``k`` most
+  the log domain (with ``balance="sinkhorn"``, rescaled so that every
+  expert's column holds an even share of the rows, ``skmoe/_sinkhorn.py``).
+  With ``top_k=k`` it scores each row's ``2k`` gate favourites (the gate
+  renormalised over them) and keeps the ``k`` most
   responsible, renormalised: the experts' refits then cost ``n * k`` rows,
   and a row can still move to a better expert, which it could not if only
   the experts it is routed to were scored. With ``cv`` the ``p_j`` come from
@@ -42,6 +44,7 @@ from .._routing import (
     routed_log_weights,
     top_k_mask,
 )
+from .._sinkhorn import SINKHORN, sinkhorn_log_responsibilities
 from .._torch_bridge import INSTALL_HINT
 from .._weighted_fit import constant_model
 from .base import TrainingStrategy, TrainResult, VerboseReporter
@@ -82,6 +85,8 @@ class EMProblem:
     # steps on the mixture likelihood (the gate's fit_mixture)
     gate_step: str = "em"
     noisy: bool = False
+    # balance="sinkhorn": the E-step's responsibilities are balanced
+    sinkhorn: bool = False
     capacity_factor: object = None
     # column of the shared expert (always on, fitted once on every row)
     shared: object = None
@@ -222,10 +227,12 @@ def run_em(problem, templates, responsibilities, random_state):
         state.objective_curve.append(objective)
 
         R_next = _next_responsibilities(log_joint, log_mixture, problem, state.active)
-        if best is None or objective <= min(state.objective_curve):
+        if best is None or objective <= min(state.objective_curve) or problem.sinkhorn:
             # EM with top-k routing, hard assignments, cv or experts that are
             # not weighted maximum-likelihood fits can make the loss rise:
-            # keep the best iterate, not the last.
+            # keep the best iterate, not the last. Balanced responsibilities
+            # trade likelihood for balance by design: the last iterate is
+            # the most balanced, and is kept.
             best = Snapshot.of(state, iteration, R, R_next)
         changed = _handle_collapse(
             problem, state, R_next, log_mixture, log_gate, reseeded, iteration
@@ -347,7 +354,10 @@ def _candidate_count(problem, n_experts, iteration):
     * training by backprop: the gate's gradient steps may send a row to any
       expert, so the likelihood of each must be known;
     * capacity is limited: a row turned away by a full expert must have a
-      next choice to go to.
+      next choice to go to;
+    * the responsibilities are balanced (``balance="sinkhorn"``): the rows
+      an expert is short of must be able to move to it, which the gate's
+      favourites alone, as unbalanced as the gate, would not allow.
     """
     top_k = problem.top_k
     n_routed = n_experts - (problem.shared is not None)
@@ -356,6 +366,7 @@ def _candidate_count(problem, n_experts, iteration):
         or iteration == 0
         or problem.gate_step == "backprop"
         or problem.capacity_factor is not None
+        or problem.sinkhorn
         or CANDIDATES_PER_ROUTED_EXPERT * top_k >= n_routed
     ):
         return None
@@ -369,6 +380,9 @@ def _next_responsibilities(log_joint, log_mixture, problem, active):
     its capacity (:func:`~skmoe._routing.capacity_mask`, ranked by the
     posterior); a row that finds no room keeps the shared expert alone.
     """
+    if problem.sinkhorn:
+        log_joint = _balanced_log_joint(log_joint, problem)
+        log_mixture = np.zeros(len(log_joint))
     if problem.hard:
         return np.eye(log_joint.shape[1])[np.argmax(log_joint, axis=1)]
     if problem.top_k is None:
@@ -378,6 +392,21 @@ def _next_responsibilities(log_joint, log_mixture, problem, active):
     else:
         keep = _capacity_keep(log_joint, problem, active)
     return np.exp(routed_log_weights(log_joint, keep))
+
+
+def _balanced_log_joint(log_joint, problem):
+    """The posterior, Sinkhorn-balanced over the routed experts (the shared
+    expert, always on, keeps its own column); rows sum to one."""
+    if problem.shared is None:
+        return sinkhorn_log_responsibilities(log_joint, problem.sample_weight)
+    routed = log_joint.copy()
+    routed[:, problem.shared] = -np.inf
+    balanced = sinkhorn_log_responsibilities(routed, problem.sample_weight)
+    # the shared expert's posterior share stays as it was
+    shared = log_joint[:, problem.shared] - logsumexp(log_joint, axis=1)
+    balanced += np.log1p(-np.exp(shared))[:, None]
+    balanced[:, problem.shared] = shared
+    return balanced
 
 
 def _capacity_keep(log_joint, problem, active):
@@ -676,6 +705,7 @@ class EMStrategy(TrainingStrategy):
 
     def check_options(self):
         moe = self.moe
+        check_sinkhorn_training(moe)
         if moe.training == "backprop":
             gate = moe._gate_template()
             if not hasattr(gate, "fit_mixture"):
@@ -720,6 +750,7 @@ class EMStrategy(TrainingStrategy):
             hard=moe.training == "hard_em",
             gate_step="backprop" if moe.training == "backprop" else "em",
             noisy=moe.noisy_gating,
+            sinkhorn=moe.balance == SINKHORN,
             capacity_factor=moe.capacity_factor,
             shared=data.shared,
             max_iter=moe.max_iter,
@@ -810,6 +841,18 @@ def check_gate_step_available(gate):
                 "training='backprop' trains the SoftmaxGate with torch, an "
                 f"optional dependency: {INSTALL_HINT}."
             ) from exc
+
+
+def check_sinkhorn_training(moe):
+    """``balance="sinkhorn"`` balances an E-step's responsibilities, which
+    gradient training of the gate does not use."""
+    if moe.balance == SINKHORN and moe.training == "backprop":
+        raise ValueError(
+            "balance='sinkhorn' balances the responsibilities of EM's E-step, "
+            "which training='backprop' does not fit the gate to; use a penalty "
+            "(balance='switch', 'importance' or 'entropy'), or training='em' or "
+            "'crossfit'."
+        )
 
 
 def check_noisy_gating(moe):

@@ -15,7 +15,7 @@ from scipy.special import log_softmax, logsumexp, softmax
 
 from .._routing import routed_log_weights, top_k_mask
 from .._training.base import TrainingStrategy, TrainResult, VerboseReporter
-from .._training.em import check_noisy_gating
+from .._training.em import check_noisy_gating, check_sinkhorn_training
 from .._training.steps import gate_penalty
 from .fused import FusedGate, fit_fused, fused_template, gate_architecture
 
@@ -55,6 +55,7 @@ class FusedStrategy(TrainingStrategy):
 
     def check_options(self):
         check_noisy_gating(self.moe)
+        check_sinkhorn_training(self.moe)
 
     def fit(self, data, random_state):
         moe = self.moe
