@@ -1,6 +1,7 @@
 """What MoEClassifier and MoERegressor share: parameters, fitting, routing."""
 
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,6 +33,29 @@ from ._validation import (
 
 # The name the shared expert goes by among the experts (expert_names_).
 SHARED_NAME = "shared"
+
+
+@contextmanager
+def _unchanged_on_failure(estimator):
+    """Make a fit transactional: if it raises, or is interrupted, the
+    estimator's state is put back as it was before the call (unfitted, or
+    with its previous fit), rather than left with some fitted attributes of
+    the failed fit (``n_features_in_``, ``classes_``) that would make
+    ``check_is_fitted`` pass and ``predict`` fail deep inside."""
+    before = dict(vars(estimator))
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(before)
+        raise
+
+
+def _validate_gate(gate):
+    """Validate a gate's parameters before any data is looked at (a gate
+    without scikit-learn's validation is checked when it is fitted)."""
+    if hasattr(gate, "_parameter_constraints"):
+        gate._validate_params()
 
 
 class BaseMixtureOfExperts(
@@ -207,13 +231,15 @@ class BaseMixtureOfExperts(
         self : object
             Fitted estimator.
         """
-        names, estimators = self._resolve_experts()
-        check_top_k(self.top_k, len(estimators))
-        strategy = strategy_for(self, estimators)
-        strategy.check_options()
-        data = self._fit_data(X, y, sample_weight, names, estimators)
-        result = strategy.fit(data, check_random_state(self.random_state))
-        self._store_fit(result, data, strategy)
+        with _unchanged_on_failure(self):
+            names, estimators = self._resolve_experts()
+            check_top_k(self.top_k, len(estimators))
+            strategy = strategy_for(self, estimators)
+            strategy.check_options()
+            _validate_gate(self._gate_template())
+            data = self._fit_data(X, y, sample_weight, names, estimators)
+            result = strategy.fit(data, check_random_state(self.random_state))
+            self._store_fit(result, data, strategy)
         return self
 
     def _fit_data(self, X, y, sample_weight, names, estimators):
