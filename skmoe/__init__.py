@@ -9,6 +9,7 @@ from ._warnings import (
     ExpertCollapseWarning,
     ExpertFallbackWarning,
     InconsistentVersionWarning,
+    NonFiniteOutputError,
 )
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "MLPGate",
     "MoEClassifier",
     "MoERegressor",
+    "NonFiniteOutputError",
     "SoftmaxGate",
     "TorchMLPClassifier",
     "TorchMLPRegressor",

@@ -30,6 +30,7 @@ from ._validation import (
     check_missing_values,
     check_numeric_features,
 )
+from ._warnings import NonFiniteOutputError
 
 # The name the shared expert goes by among the experts (expert_names_).
 SHARED_NAME = "shared"
@@ -442,7 +443,14 @@ class BaseMixtureOfExperts(
         weights = self._routing_weights(X)
         for j, rows in enumerate(rows_by_expert(weights > 0)):
             if rows.size:
-                output = self._likelihood.expert_output(self.experts_[j], X[rows])
+                try:
+                    output = self._likelihood.expert_output(self.experts_[j], X[rows])
+                except NonFiniteOutputError as exc:
+                    raise NonFiniteOutputError(
+                        f"Expert {self.expert_names_[j]!r} cannot be mixed: {exc} "
+                        "routed to it. Its prediction is not a number there; check "
+                        "those rows' features, or the expert."
+                    ) from None
                 yield j, rows, weights[rows, j], output
 
     # -- scikit-learn plumbing ----------------------------------------------

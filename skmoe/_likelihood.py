@@ -10,6 +10,8 @@ EM and prediction share these two families:
 
 import numpy as np
 
+from ._warnings import NonFiniteOutputError
+
 # Probabilities below this are raised to it (and rows renormalised): a class an
 # expert never saw, or a tree's hard zero, must not make a log-likelihood -inf.
 PROBA_FLOOR = 1e-6
@@ -17,6 +19,18 @@ PROBA_FLOOR = 1e-6
 # An expert's noise variance is at least this fraction of the target's variance,
 # so that an expert that fits its rows exactly keeps a finite likelihood.
 VARIANCE_FLOOR = 1e-6
+
+
+def check_finite_output(output):
+    """``output`` (an expert's predictions, one row per sample), or
+    :class:`NonFiniteOutputError` if any of it is NaN or infinite."""
+    output = np.asarray(output, dtype=np.float64)
+    bad = ~np.isfinite(output).reshape(len(output), -1).all(axis=1)
+    if bad.any():
+        raise NonFiniteOutputError(
+            f"it predicted NaN or infinity for {int(bad.sum())} of {len(output)} rows"
+        )
+    return output
 
 
 class ClassificationLikelihood:
@@ -33,7 +47,7 @@ class ClassificationLikelihood:
         """
         aligned = np.zeros((X.shape[0], self.n_classes))
         columns = np.asarray(expert.classes_, dtype=np.intp)
-        aligned[:, columns] = expert.predict_proba(X)
+        aligned[:, columns] = check_finite_output(expert.predict_proba(X))
         np.maximum(aligned, PROBA_FLOOR, out=aligned)
         aligned /= aligned.sum(axis=1, keepdims=True)
         return aligned
@@ -54,7 +68,9 @@ class GaussianLikelihood:
     """Mixture of Gaussian experts: mean from the expert, variance fitted by EM."""
 
     def expert_output(self, expert, X):
-        return np.asarray(expert.predict(X), dtype=np.float64).reshape(-1)
+        return check_finite_output(
+            np.asarray(expert.predict(X), dtype=np.float64).reshape(-1)
+        )
 
     def empty_output(self, n_rows):
         return np.zeros(n_rows)

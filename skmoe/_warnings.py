@@ -1,4 +1,5 @@
-"""Warnings skmoe raises, so that users can filter them by category."""
+"""Warnings and errors skmoe raises, so that users can filter or catch them
+by category."""
 
 
 class ExpertFallbackWarning(UserWarning):
@@ -43,3 +44,13 @@ class InconsistentVersionWarning(UserWarning):
             "This might lead to breaking code or invalid results. Use at your own "
             "risk; refit the model with the current version to be safe."
         )
+
+
+class NonFiniteOutputError(ValueError):
+    """An expert's predictions hold NaN or infinity.
+
+    At fit it is one more way for an expert to fail on its share (a constant
+    model stands in for it there, with a warning that names it); at predict
+    the mixture raises it, naming the expert, rather than mix NaN into
+    every row the expert was routed.
+    """
