@@ -195,3 +195,37 @@ def test_the_walk_would_see_a_forbidden_edge(tmp_path, monkeypatch):
     monkeypatch.setitem(MODULES, "skmoe._fake", fake)
     assert ("skmoe.torch", 2, False) in imports("skmoe._fake")
     assert ("skmoe.torch.fused", 2, False) in imports("skmoe._fake")
+
+
+def _joblib_parallel_uses(name):
+    """Lines of module ``name`` that take ``Parallel`` or ``delayed`` from
+    joblib itself (``from joblib import Parallel``, ``joblib.delayed``)."""
+    tree = ast.parse(MODULES[name].read_text())
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "joblib"
+        ):
+            if {alias.name for alias in node.names} & {"Parallel", "delayed"}:
+                lines.append(node.lineno)
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("Parallel", "delayed")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "joblib"
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_every_parallel_goes_through_sklearn_utils_parallel():
+    # joblib's own Parallel does not hand the caller's scikit-learn config
+    # (metadata routing, say) to its workers; sklearn.utils.parallel does
+    found = {name: _joblib_parallel_uses(name) for name in MODULES}
+    assert not {name: lines for name, lines in found.items() if lines}
+    users = [
+        name
+        for name in MODULES
+        if "sklearn.utils.parallel" in {target for target, _, _ in imports(name)}
+    ]
+    assert "skmoe._training.crossfit" in users and "skmoe._training.em" in users

@@ -64,3 +64,28 @@ def test_an_incomplete_request_is_the_users_error_not_a_fallback(routing_enabled
     ]
     with pytest.raises(UnsetMetadataPassedError):
         MoEClassifier(experts, max_iter=2, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("training", ["crossfit", "em"])
+@pytest.mark.parametrize("requested", [True, False])
+def test_n_jobs_does_not_change_what_a_pipeline_expert_receives(
+    routing_enabled, training, requested
+):
+    # The workers of n_jobs=2 see the caller's scikit-learn configuration
+    # (sklearn.utils.parallel): a worker without it would take routing as
+    # off and pass the weights to the final step whatever it requested, and
+    # the fits, so the predictions, would differ from n_jobs=1's.
+    X, y = make_classification(200, random_state=0)
+    weights = np.random.RandomState(0).uniform(0.1, 3.0, size=len(y))
+    experts = [("lr", _pipeline(requested)), ("other", LogisticRegression(C=0.1))]
+
+    def fitted(n_jobs):
+        moe = MoEClassifier(
+            experts, training=training, n_jobs=n_jobs, max_iter=3, random_state=0
+        )
+        return moe.fit(X, y, sample_weight=weights)
+
+    one, two = fitted(1), fitted(2)
+    np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+    assert one.named_experts_["lr"][-1].saw_weights_ is requested
+    assert two.named_experts_["lr"][-1].saw_weights_ is requested
