@@ -36,6 +36,21 @@ from ._warnings import NonFiniteOutputError
 SHARED_NAME = "shared"
 
 
+def _normalised_weights(sample_weight):
+    """The weights scaled to a mean of one over the rows that have weight,
+    so that the fit does not depend on their scale.
+
+    Every sum over the rows stays finite whatever the user's scale (1e-200
+    and 1e200 give what ones give), and an expert whose own fit depends on
+    the weights' scale (``LogisticRegression``, ``Ridge``: their penalty
+    does not scale with the weights) sees one scale only. Weights all equal
+    become ones, the same fit as no weights; rows of weight zero stay as if
+    removed (the mean is over the others).
+    """
+    scaled = sample_weight / sample_weight.max()
+    return scaled / scaled[scaled > 0].mean()
+
+
 @contextmanager
 def _unchanged_on_failure(estimator):
     """Make a fit transactional: if it raises, or is interrupted, the
@@ -268,12 +283,13 @@ class BaseMixtureOfExperts(
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        if not sample_weight.sum() > 0:
+        if not sample_weight.max() > 0:
             # (scikit-learn < 1.8 lets all-zero weights through)
             raise ValueError(
                 "sample_weight sums to zero: at least one sample must have a "
                 "positive weight."
             )
+        sample_weight = _normalised_weights(sample_weight)
         y_experts, likelihood, y_scale = self._prepare_target(y, sample_weight)
         return FitData(
             X=X,

@@ -51,7 +51,19 @@ def fit_gate_features(X, sample_weight):
     imputer.statistics_[has_weight] = (
         weighted_sum[has_weight] / observed_weight[has_weight]
     )
-    scaler = StandardScaler().fit(imputer.transform(X), sample_weight=sample_weight)
+    imputed = imputer.transform(X)
+    # Standardise each column divided by a power of two near its largest
+    # magnitude, then fold that factor back into the scaler: squares of
+    # values near 1e200 would overflow the variance. Scaling by a power of
+    # two is exact, so the result is the same standardisation to the bit.
+    magnitude = np.max(np.abs(imputed), axis=0, initial=0.0)
+    magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
+    magnitude = np.exp2(np.floor(np.log2(magnitude)))
+    scaler = StandardScaler().fit(imputed / magnitude, sample_weight=sample_weight)
+    scaler.mean_ *= magnitude
+    scaler.scale_ *= magnitude
+    with np.errstate(over="ignore"):
+        scaler.var_ *= magnitude**2
     return make_pipeline(imputer, scaler)
 
 
