@@ -327,7 +327,6 @@ class BaseMixtureOfExperts(
             result.experts[-1] if self.shared_expert is not None else None
         )
         self.expert_names_ = list(names)
-        self.named_experts_ = Bunch(**dict(zip(names, result.experts)))
         self.gate_ = result.gate
         self.active_experts_ = result.active.copy()
         self.expert_load_ = np.average(
@@ -340,7 +339,6 @@ class BaseMixtureOfExperts(
         self.converged_ = result.converged
         for name, value in result.extra.items():
             setattr(self, name, value)
-        self._likelihood = data.likelihood
         self._noise = result.noise
         _, summary = self._routing_summary(data.X, data.sample_weight)
         self.top_choice_load_ = summary.top_choice_load
@@ -348,6 +346,20 @@ class BaseMixtureOfExperts(
         self.gate_entropy_ = summary.gate_entropy
         self.n_dead_experts_ = summary.n_dead
         warn_about_fit(result, strategy)
+
+    # The fitted state holds arrays, scikit-learn objects and skmoe's public
+    # classes only: what can be derived from them is derived on access, so
+    # that a model saved with skops trusts no private helper type.
+
+    @property
+    def named_experts_(self):
+        """The fitted experts by name (a :class:`~sklearn.utils.Bunch`)."""
+        return Bunch(**dict(zip(self.expert_names_, self.experts_)))
+
+    @property
+    def _likelihood(self):
+        """The fitted experts' likelihood (how their outputs are read)."""
+        return self._fitted_likelihood()
 
     # -- routing and prediction ---------------------------------------------
 

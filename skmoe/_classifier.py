@@ -299,6 +299,9 @@ class MoEClassifier(
     def _encode_for_experts(self, y):
         return self._label_encoder.transform(y)
 
+    def _fitted_likelihood(self):
+        return ClassificationLikelihood(len(self.classes_))
+
     def _prepare_target(self, y, sample_weight):
         check_classification_targets(y)
         self._label_encoder = LabelEncoder().fit(y)

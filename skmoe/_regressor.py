@@ -187,6 +187,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     def _encode_for_experts(self, y):
         return np.asarray(y, dtype=np.float64)
 
+    def _fitted_likelihood(self):
+        return GaussianLikelihood()
+
     def _prepare_target(self, y, sample_weight):
         y = np.asarray(y, dtype=np.float64)
         mean = np.average(y, weights=sample_weight)

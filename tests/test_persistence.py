@@ -246,3 +246,39 @@ def test_n_jobs_does_not_change_the_result(kind, classification, regression):
     _assert_same(outputs(serial, X), outputs(parallel, X))
     assert serial.loss_curve_ == parallel.loss_curve_
     np.testing.assert_array_equal(serial.expert_load_, parallel.expert_load_)
+
+
+# -- skops: the safe format ----------------------------------------------------
+
+#: What a mixture of scikit-learn experts may ask to be trusted: skmoe's own
+#: public classes (at their defining modules), and the dtype the gate's
+#: SimpleImputer keeps.
+SKMOE_PUBLIC = {
+    f"{getattr(skmoe, name).__module__}.{name}"
+    for name in ("MoEClassifier", "MoERegressor", "SoftmaxGate", "ConstantGate")
+}
+ALLOWED = SKMOE_PUBLIC | {"numpy.dtype"}
+
+
+@pytest.mark.parametrize("training", ["crossfit", "em"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_skops_round_trip_trusts_only_skmoes_public_types(
+    task, training, classification, regression, tmp_path
+):
+    sio = pytest.importorskip("skops.io")
+    if task == "classification":
+        X, y = classification
+        moe = MoEClassifier(LogisticRegression(), n_experts=2, training=training)
+    else:
+        X, y = regression
+        moe = MoERegressor(LinearRegression(), n_experts=2, training=training)
+    moe = _fit(moe.set_params(random_state=0), X, y)
+    path = tmp_path / "moe.skops"
+    sio.dump(moe, path)
+    untrusted = sio.get_untrusted_types(file=path)
+    assert set(untrusted) <= ALLOWED
+    assert not any("._likelihood." in name or "Bunch" in name for name in untrusted)
+    loaded = sio.load(path, trusted=untrusted)
+    np.testing.assert_array_equal(loaded.predict(X), moe.predict(X))
+    np.testing.assert_array_equal(loaded.gate_proba(X), moe.gate_proba(X))
+    assert loaded.named_experts_[loaded.expert_names_[0]] is loaded.experts_[0]
