@@ -544,3 +544,38 @@ def test_gate_balances_only_the_experts_of_the_mask(captured, balance):
     penalty_gradient = (gradient - plain(point)[1]).reshape(shape)
     np.testing.assert_array_equal(penalty_gradient[:, 2], 0.0)
     assert np.abs(penalty_gradient[:, balanced]).max() > 1e-3
+
+
+# -- the mixtures' balance options: bad input and no-ops ------------------------
+
+
+@pytest.mark.parametrize("strength", [-1.0, float("nan")])
+def test_a_negative_or_nan_strength_is_refused(strength):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skmoe import MoEClassifier
+
+    X = np.random.RandomState(0).randn(60, 2)
+    y = (X[:, 0] > 0).astype(int)
+    moe = MoEClassifier(
+        LogisticRegression(), n_experts=2, balance="switch", balance_strength=strength
+    )
+    with pytest.raises(InvalidParameterError, match="balance_strength"):
+        moe.fit(X, y)
+
+
+@pytest.mark.parametrize("training", ["crossfit", "em"])
+@pytest.mark.parametrize("balance", [*BALANCE_PENALTIES, "sinkhorn"])
+def test_balancing_a_single_expert_changes_nothing(balance, training):
+    # one expert takes every row whatever the balance: a documented no-op
+    from sklearn.linear_model import LogisticRegression
+
+    from skmoe import MoEClassifier
+
+    X = np.random.RandomState(0).randn(120, 3)
+    y = (X[:, 0] > 0).astype(int)
+    make = dict(experts=[("lr", LogisticRegression())], training=training)
+    plain = MoEClassifier(**make, random_state=0).fit(X, y)
+    balanced = MoEClassifier(**make, balance=balance, random_state=0).fit(X, y)
+    np.testing.assert_allclose(balanced.predict_proba(X), plain.predict_proba(X))
