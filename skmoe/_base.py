@@ -469,10 +469,11 @@ class BaseMixtureOfExperts(
         ``n_experts * n_samples``.
         """
         weights = self._routing_weights(X)
+        likelihood = self._likelihood
         for j, rows in enumerate(rows_by_expert(weights > 0)):
             if rows.size:
                 try:
-                    output = self._likelihood.expert_output(self.experts_[j], X[rows])
+                    output = likelihood.expert_output(self.experts_[j], X[rows])
                 except NonFiniteOutputError as exc:
                     raise NonFiniteOutputError(
                         f"Expert {self.expert_names_[j]!r} cannot be mixed: {exc} "

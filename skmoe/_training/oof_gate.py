@@ -197,6 +197,9 @@ class _GateOnRows:
         if isinstance(gate, SoftmaxGate):
             gate._validate_params()
             gate.features_, self.Z = rows.features()
+        # the softmax gate's solvers take the standardised rows first; the
+        # constant gate's need no features
+        self._features = () if self.Z is None else (self.Z,)
         #: whether the gate's step is a solve of the marginal likelihood
         self.solves_marginal = marginal and isinstance(
             gate, (SoftmaxGate, ConstantGate)
@@ -211,23 +214,15 @@ class _GateOnRows:
 
     def fit_marginal(self, log_evidence, mask):
         """The gate's E- and M-steps in one solve, warm."""
-        if self.Z is None:
-            self.gate._fit_marginal(
-                log_evidence, self.weights, mask=mask, warm_start=True
-            )
-        else:
-            self.gate._fit_marginal(
-                self.Z, log_evidence, self.weights, mask=mask, warm_start=True
-            )
+        self.gate._fit_marginal(
+            *self._features, log_evidence, self.weights, mask=mask, warm_start=True
+        )
 
     def fit_mean(self, means, y, mask):
         """The gate fitted by the squared error of the mixture mean, warm."""
-        if self.Z is None:
-            self.gate._fit_mean(means, y, self.weights, mask=mask, warm_start=True)
-        else:
-            self.gate._fit_mean(
-                self.Z, means, y, self.weights, mask=mask, warm_start=True
-            )
+        self.gate._fit_mean(
+            *self._features, means, y, self.weights, mask=mask, warm_start=True
+        )
 
     def log_proba(self):
         if isinstance(self.gate, ConstantGate):
@@ -269,9 +264,8 @@ def fit_gate_em(
     ``_fit_marginal``): that reaches the fixed point EM iterates towards at
     the cost of about one M-step. Its outer iterations only update what the
     solve holds fixed, the regressors' noise and the rows' top-``2k``
-    favourites; a dense classifier's gate needs one. (On the benchmark's
-    quick sets the plain EM ran 120 L-BFGS solves per fit to choose the
-    gate; section 2.6 of the user guide has the cost with this solve.)
+    favourites; a dense classifier's gate needs one (section 2.6 of the
+    user guide has the cost, measured by the quick benchmark).
 
     Parameters
     ----------
@@ -597,6 +591,7 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
         c for c in candidates if c.expert is None or evidence.active[c.expert]
     ]
     row_losses = np.full((len(candidates), len(weights)), np.nan)
+    losses = np.full(len(candidates), np.nan)
     log_likelihoods = np.full(len(candidates), np.nan)
     path_loss = {}  # the last held-out loss of each path; inf once it stopped
     for c, candidate in enumerate(candidates):
@@ -612,15 +607,11 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
                 / weights[kept].sum()
                 * evidence.mixture_log_likelihood(fold.test, routing, noise)
             )
+        losses[c] = row_losses[c, kept] @ weights[kept] / weights[kept].sum()
         if candidate.gate is not None:
-            loss = _weighted_mean(row_losses[c, kept], weights[kept])
-            rose = loss > path_loss.get(candidate.path, np.inf)
-            path_loss[candidate.path] = np.inf if rose else loss
+            rose = losses[c] > path_loss.get(candidate.path, np.inf)
+            path_loss[candidate.path] = np.inf if rose else losses[c]
     evaluated = ~np.isnan(log_likelihoods)
-    losses = np.full(len(candidates), np.nan)
-    losses[evaluated] = (
-        row_losses[evaluated][:, kept] @ weights[kept] / weights[kept].sum()
-    )
     best = np.flatnonzero(evaluated)[
         _one_standard_error_choice(
             row_losses[evaluated][:, kept],
@@ -638,10 +629,6 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
     )
 
 
-def _weighted_mean(values, weights):
-    return float(values @ weights / weights.sum())
-
-
 class _SelectionFold:
     """One fold of the gate's selection: its training rows, its held-out
     rows, and where the next fitted candidate's path continues from."""
@@ -653,15 +640,21 @@ class _SelectionFold:
 
     def fit(self, candidate, evidence, *, max_iter, tol):
         """Fit ``candidate`` on the training rows; its gate and noise."""
-        train = self.train
         if candidate.gate is None:
-            gate = candidate.fixed_gate(evidence.n_experts)
-            gate.fit(train.X, gate.weights[None, :].repeat(len(train.index), axis=0))
-            return gate, evidence.noise(train.index, gate.predict_proba(train.X))
-        fit = fit_on_path(
-            self.paths, candidate, train, evidence, max_iter=max_iter, tol=tol
-        )
+            fit = fit_single_expert(candidate, self.train, evidence)
+        else:
+            fit = fit_on_path(
+                self.paths, candidate, self.train, evidence, max_iter=max_iter, tol=tol
+            )
         return fit.gate, fit.noise
+
+
+def fit_single_expert(candidate, rows, evidence):
+    """The gate that sends every row to ``candidate``'s expert; no EM."""
+    gate = candidate.fixed_gate(evidence.n_experts)
+    one_hot = gate.weights[None, :].repeat(len(rows.index), axis=0)
+    gate.fit(rows.X, one_hot, rows.weights)
+    return GateFit(gate, one_hot, evidence.noise(rows.index, one_hot), 1)
 
 
 def fit_on_path(paths, candidate, rows, evidence, *, max_iter, tol):
@@ -751,15 +744,11 @@ def fit_selected(selection, X, evidence, *, max_iter, tol):
     many local optima; started elsewhere, the gate could end at another
     than the one its held-out loss was measured for.
     """
-    rows = np.arange(X.shape[0])
+    all_rows = GateRows(X, np.arange(X.shape[0]), evidence.sample_weight)
     chosen = selection.chosen
     if chosen.gate is None:
-        gate = chosen.fixed_gate(evidence.n_experts)
-        one_hot = gate.weights[None, :].repeat(len(rows), axis=0)
-        gate.fit(X, one_hot, evidence.sample_weight)
-        return GateFit(gate, one_hot, evidence.noise(rows, one_hot), 1)
+        return fit_single_expert(chosen, all_rows, evidence)
     paths = {}
-    all_rows = GateRows(X, rows, evidence.sample_weight)
     for candidate, evaluated in zip(
         selection.candidates[: selection.best + 1], selection.evaluated
     ):
