@@ -12,9 +12,9 @@ class VersionedStateMixin:
     """Pickles that remember the skmoe version, and warn on a mismatch."""
 
     def __getstate__(self):
-        state = super().__getstate__()
-        state["_skmoe_version"] = __version__
-        return state
+        # BaseEstimator hands back the instance's own __dict__ outside
+        # sklearn's namespace: copy it, so that saving changes nothing.
+        return {**super().__getstate__(), "_skmoe_version": __version__}
 
     def __setstate__(self, state):
         version = state.pop("_skmoe_version", "unknown")

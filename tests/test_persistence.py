@@ -139,6 +139,14 @@ def test_version_stamp_is_stored():
     assert state["_skmoe_version"] == skmoe.__version__
 
 
+def test_saving_leaves_the_estimator_as_it_was(fitted_classifier):
+    """The version stamp goes into a copy of the state, not onto the model."""
+    before = dict(fitted_classifier.__dict__)
+    pickle.dumps(fitted_classifier)
+    assert "_skmoe_version" not in fitted_classifier.__dict__
+    assert fitted_classifier.__dict__.keys() == before.keys()
+
+
 @pytest.mark.parametrize("estimator", ["fitted_classifier", "fitted_regressor"])
 def test_loading_from_another_version_warns(request, estimator, monkeypatch):
     moe = request.getfixturevalue(estimator)

@@ -77,6 +77,7 @@ from torch import nn
 
 from .._gates import SoftmaxGate
 from .._likelihood import VARIANCE_FLOOR
+from ._persist import is_saved_module, load_module, save_module
 from .gates import (
     GateNetwork,
     GateObjective,
@@ -314,6 +315,17 @@ class FusedMixture(nn.Module):
         noisy=False,
     ):
         super().__init__()
+        self._init_kwargs = dict(
+            task=task,
+            n_features=n_features,
+            n_outputs=n_outputs,
+            n_experts=n_experts,
+            hidden_layer_sizes=tuple(hidden_layer_sizes),
+            activation=activation,
+            dropout=dropout,
+            gate_hidden_layer_sizes=tuple(gate_hidden_layer_sizes),
+            gate_activation=gate_activation,
+        )
         self.task = task
         self.n_experts = n_experts
         self.gate = GateNetwork(
@@ -339,6 +351,10 @@ class FusedMixture(nn.Module):
         if task == "regressor":
             # log-variance 0: each expert starts with the target's variance
             self.log_variance = nn.Parameter(torch.zeros(n_experts))
+
+    def init_kwargs(self):
+        """The constructor arguments that rebuild this module's shape."""
+        return {**self._init_kwargs, "noisy": self.gate.noise is not None}
 
     # -- experts' outputs
 
@@ -760,7 +776,15 @@ class FusedResult:
         state = self.__dict__.copy()
         # the copy on the training device is rebuilt on demand after loading
         state["_device_module"] = None
+        # the module as plain data, for safe formats (see skmoe.torch._persist)
+        state["module"] = save_module(self.module, self.module.init_kwargs())
         return state
+
+    def __setstate__(self, state):
+        module = state["module"]
+        if is_saved_module(module):
+            state = {**state, "module": load_module(FusedMixture, module)}
+        self.__dict__.update(state)
 
     # -- plumbing
 

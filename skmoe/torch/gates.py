@@ -45,6 +45,7 @@ from torch import nn
 
 from .._gates import _SEED_MAX, _BaseGate
 from . import balance as tb
+from ._persist import is_saved_module, load_module, save_module
 from .training import train_minibatches
 
 _ACTIVATIONS = ("relu", "tanh", "logistic", "gelu")
@@ -134,6 +135,16 @@ class GateNetwork(nn.Module):
         self.register_module("noise", None)
         if noisy:
             self.add_noise()
+
+    def init_kwargs(self):
+        """The constructor arguments that rebuild this network's shape."""
+        return dict(
+            n_features=self.n_features,
+            n_experts=self.n_experts,
+            hidden_layer_sizes=self.hidden_layer_sizes,
+            activation=self.activation,
+            noisy=self.noise is not None,
+        )
 
     @property
     def output_layer(self):
@@ -825,3 +836,19 @@ class MLPGate(_BaseGate):
 
     def _keep_network(self, network):
         self.network_ = network
+
+    # -- persistence: the network as plain data (see skmoe.torch._persist) ------
+
+    def __getstate__(self):
+        # a copy: BaseEstimator hands back the instance's own __dict__ here
+        state = dict(super().__getstate__())
+        network = state.get("network_")
+        if network is not None:
+            state["network_"] = save_module(network, network.init_kwargs())
+        return state
+
+    def __setstate__(self, state):
+        network = state.get("network_")
+        if is_saved_module(network):
+            state = {**state, "network_": load_module(GateNetwork, network)}
+        super().__setstate__(state)

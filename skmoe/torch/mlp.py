@@ -59,10 +59,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.utils import to_tensor
+from skorch.history import History
+from skorch.utils import get_map_location, to_tensor
 from torch import nn
 
 from .._mixins import ProbabilisticClassifierMixin
+from ._persist import is_saved_module, save_module, tensors_from_bytes, tensors_to_bytes
 from .gates import _activation_layer, _hidden_sizes
 from .gates import resolve_device as _resolve_device
 
@@ -465,6 +467,59 @@ class _BaseTorchMLP(BaseEstimator):
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
+
+    # -- persistence: the net as plain data (see skmoe.torch._persist) --------
+
+    def __getstate__(self):
+        # a copy: BaseEstimator hands back the instance's own __dict__ here
+        state = dict(super().__getstate__())
+        if "net_" in state:
+            state["net_"] = _save_net(state["net_"])
+        return state
+
+    def __setstate__(self, state):
+        saved = state.get("net_")
+        if is_saved_module(saved):
+            state = {key: value for key, value in state.items() if key != "net_"}
+        super().__setstate__(state)
+        if is_saved_module(saved):
+            self.net_ = self._load_net(saved)
+
+    def _load_net(self, saved):
+        """The skorch net :func:`_save_net` saved, built from this estimator."""
+        device = str(get_map_location(saved["device"]))
+        shape = saved["init_kwargs"]
+        net = self._build_net(shape["n_features"], shape["n_outputs"], device)
+        # skorch initialises the module from torch's global generator; its
+        # weights are overwritten at once, so fork the generator
+        with _seeded_rng(0, device):
+            net.initialize()
+        net.module_.load_state_dict(tensors_from_bytes(saved["state_dict"], device))
+        net.optimizer_.load_state_dict(tensors_from_bytes(saved["optimizer"], device))
+        net.history = History(saved["history"])
+        return net
+
+
+def _save_net(net):
+    """A fitted skorch net as plain data: shape, weights, optimiser, history.
+
+    skorch's own pickled state holds its module, optimiser and callbacks as
+    pickle bytes; here only tensors (read back with ``weights_only=True``) and
+    plain containers are kept, and the net is rebuilt from the estimator.
+    """
+    linears = [m for m in net.module_.layers if isinstance(m, nn.Linear)]
+    # the output layer may have been widened since the net was built (a class
+    # new to a warm-started classifier), so read the shape off the module
+    shape = {
+        "n_features": linears[0].in_features,
+        "n_outputs": linears[-1].out_features,
+    }
+    return {
+        **save_module(net.module_, shape),
+        "optimizer": tensors_to_bytes(net.optimizer_.state_dict()),
+        "history": [dict(epoch) for epoch in net.history],
+        "device": str(net.device),
+    }
 
 
 _PARAMETERS_DOC = """
