@@ -261,7 +261,8 @@ class MoEClassifier(
         without improving by more than ``tol`` (scikit-learn's MLP rule,
         ``n_iter_no_change=10``). None for every other mixture.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when X has feature names that are all strings.
 
     See Also

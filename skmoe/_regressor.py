@@ -160,7 +160,8 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         as one torch module, when they were (see :class:`MoEClassifier`);
         None otherwise.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when X has feature names that are all strings.
 
     See Also

@@ -574,7 +574,7 @@ _PARAMETERS_DOC = """
 _ATTRIBUTES_DOC = """
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when X has feature names that are all strings.
     net_ : skorch.NeuralNet
         The fitted skorch net; ``net_.module_`` is the torch module and
