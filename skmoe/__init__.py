@@ -2,6 +2,7 @@
 
 from . import _torch_bridge
 from ._classifier import MoEClassifier
+from ._display import LossCurveDisplay, RoutingDisplay
 from ._gates import ConstantGate, SoftmaxGate
 from ._regressor import MoERegressor
 from ._version import __version__
@@ -17,10 +18,12 @@ __all__ = [
     "ExpertCollapseWarning",
     "ExpertFallbackWarning",
     "InconsistentVersionWarning",
+    "LossCurveDisplay",
     "MLPGate",
     "MoEClassifier",
     "MoERegressor",
     "NonFiniteOutputError",
+    "RoutingDisplay",
     "SoftmaxGate",
     "TorchMLPClassifier",
     "TorchMLPRegressor",

@@ -484,6 +484,31 @@ class BaseMixtureOfExperts(
 
     # -- scikit-learn plumbing ----------------------------------------------
 
+    def _sk_visual_block_(self):
+        # The HTML repr: the experts side by side, then the gate that mixes
+        # them, as StackingClassifier shows its estimators and final
+        # estimator. Each block's name is its parameter prefix (lr__C,
+        # experts__C for clones, shared_expert__C, gate__C); a gate named by
+        # a string shows the string (the "mlp" gate's class would import
+        # torch).
+        try:
+            from sklearn.utils._repr_html.estimator import _VisualBlock
+        except ImportError:  # scikit-learn < 1.7
+            from sklearn.utils._estimator_html_repr import _VisualBlock
+
+        if isinstance(self.experts, list):
+            names = [name for name, _ in self.experts]
+            experts = [expert for _, expert in self.experts]
+        else:
+            clones = f": {self.n_experts} clones" if self.n_experts else ""
+            names, experts = [f"experts{clones}"], [self.experts]
+        if self.shared_expert is not None:
+            names.append("shared_expert")
+            experts.append(self.shared_expert)
+        routed = _VisualBlock("parallel", experts, names=names, dash_wrapped=False)
+        gate = _VisualBlock("parallel", [self.gate], names=["gate"], dash_wrapped=False)
+        return _VisualBlock("serial", (routed, gate), dash_wrapped=False)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False

@@ -33,6 +33,23 @@ class RoutingSummary:
     n_dead: int
 
 
+def row_entropy(gate_weights):
+    """Entropy (nats) of each row's gate weights; a zero weight adds nothing.
+
+    Parameters
+    ----------
+    gate_weights : ndarray of shape (n_samples, n_experts)
+        Rows in the simplex (zero for experts the row cannot go to).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(gate_weights > 0, gate_weights * np.log(gate_weights), 0.0)
+    return -plogp.sum(axis=1)
+
+
 def summarise_routing(gate_weights, routing_weights, active, sample_weight=None):
     """Routing figures from the gate's weights and the routing weights.
 
@@ -53,12 +70,10 @@ def summarise_routing(gate_weights, routing_weights, active, sample_weight=None)
     n_samples, n_experts = routing_weights.shape
     weights = np.ones(n_samples) if sample_weight is None else sample_weight
     top_choice = np.eye(n_experts)[np.argmax(routing_weights, axis=1)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(gate_weights > 0, gate_weights * np.log(gate_weights), 0.0)
     return RoutingSummary(
         top_choice_load=np.average(top_choice, axis=0, weights=weights),
         gate_load=np.average(routing_weights, axis=0, weights=weights),
-        gate_entropy=float(np.average(-plogp.sum(axis=1), weights=weights)),
+        gate_entropy=float(np.average(row_entropy(gate_weights), weights=weights)),
         n_dead=int(np.sum(~active | ~np.any(routing_weights > 0, axis=0))),
     )
 

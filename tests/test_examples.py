@@ -23,10 +23,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-#: The figure each plotting example saves in the temporary directory.
+#: The figures each plotting example saves in the temporary directory.
 FIGURES = {
-    "plot_cv_degeneracy.py": "skmoe_cv_degeneracy.png",
-    "plot_regimes.py": "skmoe_regimes.png",
+    "plot_cv_degeneracy.py": ("skmoe_cv_degeneracy.png",),
+    "plot_regimes.py": ("skmoe_regimes.png",),
+    "plot_routing_display.py": (
+        "skmoe_routing_display.png",
+        "skmoe_routing_display_petals.png",
+    ),
 }
 #: How far a score the quickstart prints may be from README's. The
 #: in-sample EM's scores move in the last digits from one CPU to another
@@ -76,8 +80,8 @@ def test_example_runs(script, run_example):
     done, tmp = run_example(script)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert done.stdout.strip()
-    if script.name in FIGURES:
-        assert (tmp / FIGURES[script.name]).is_file()
+    for figure in FIGURES.get(script.name, ()):
+        assert (tmp / figure).is_file()
 
 
 def readme_quickstart_output():
