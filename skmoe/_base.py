@@ -21,6 +21,7 @@ from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
 from ._experts import check_expert, check_top_k, resolve_experts
 from ._gates import GATE_OVERRIDES, GATES, resolve_gate
+from ._metadata_routing import mixture_router, route_fit_params
 from ._mixins import VersionedStateMixin
 from ._routing import routed_weights, rows_by_expert, top_k_mask
 from ._sinkhorn import SINKHORN
@@ -229,7 +230,7 @@ class BaseMixtureOfExperts(
         # experts validate their own parameters when they are fitted
         prefer_skip_nested_validation=False
     )
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the gate and the experts (cross-fitted by default; see ``training``).
 
         Parameters
@@ -241,6 +242,14 @@ class BaseMixtureOfExperts(
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; they multiply the responsibilities in every
             expert's fit and weight the gate's and the objective's sums.
+        **fit_params : dict
+            Metadata for the experts' ``fit`` (``groups``, an ``eval_set``,
+            ...) and for a ``cv`` splitter's ``split`` (``groups`` for
+            ``GroupKFold``), each routed where it is requested. Only with
+            ``sklearn.set_config(enable_metadata_routing=True)``; see
+            :meth:`get_metadata_routing`. A metadata with one entry per
+            sample is subset to the rows each expert is fitted on; any other
+            is passed as it is.
 
         Returns
         -------
@@ -253,22 +262,27 @@ class BaseMixtureOfExperts(
             strategy = strategy_for(self, estimators)
             strategy.check_options()
             _validate_gate(self._gate_template())
-            data = self._fit_data(X, y, sample_weight, names, estimators)
+            data = self._fit_data(X, y, sample_weight, names, estimators, fit_params)
             result = strategy.fit(data, check_random_state(self.random_state))
             self._store_fit(result, data, strategy)
         return self
 
-    def _fit_data(self, X, y, sample_weight, names, estimators):
+    def _with_shared_expert(self, names, estimators):
+        """The experts and, last, the shared expert (when there is one)."""
+        if self.shared_expert is None:
+            return names, estimators
+        check_expert(SHARED_NAME, self.shared_expert, self._expert_kind)
+        if SHARED_NAME in names:
+            raise ValueError(
+                f"An expert is named {SHARED_NAME!r}, the name of the shared "
+                "expert; rename it."
+            )
+        return [*names, SHARED_NAME], [*estimators, self.shared_expert]
+
+    def _fit_data(self, X, y, sample_weight, names, estimators, fit_params):
         """Validate the training data into the :class:`FitData` strategies take."""
-        if self.shared_expert is not None:
-            check_expert(SHARED_NAME, self.shared_expert, self._expert_kind)
-            if SHARED_NAME in names:
-                raise ValueError(
-                    f"An expert is named {SHARED_NAME!r}, the name of the shared "
-                    "expert; rename it."
-                )
-            names = [*names, SHARED_NAME]
-            estimators = [*estimators, self.shared_expert]
+        names, estimators = self._with_shared_expert(names, estimators)
+        expert_metadata, split_metadata = route_fit_params(self, names, fit_params)
         check_numeric_features(X, self)
         X, y = validate_data(
             self,
@@ -302,6 +316,8 @@ class BaseMixtureOfExperts(
             shared=len(estimators) - 1 if self.shared_expert is not None else None,
             n_outputs=len(self.classes_) if is_classifier(self) else 1,
             task=self._expert_kind,
+            expert_metadata=expert_metadata,
+            split_metadata=split_metadata,
         )
 
     def _gate_template(self):
@@ -508,6 +524,51 @@ class BaseMixtureOfExperts(
         routed = _VisualBlock("parallel", experts, names=names, dash_wrapped=False)
         gate = _VisualBlock("parallel", [self.gate], names=["gate"], dash_wrapped=False)
         return _VisualBlock("serial", (routed, gate), dash_wrapped=False)
+
+    def get_metadata_routing(self):
+        """Get the metadata routing of this object.
+
+        ``fit`` routes each metadata it is given to the experts (and the
+        shared expert, named ``"shared"``) whose ``fit`` requests it, and to
+        ``cv`` (named ``"cv"``) when it is a splitter whose ``split``
+        requests it, as ``StackingClassifier`` routes them. ``sample_weight``
+        is the mixture's own (``set_fit_request(sample_weight=True)`` when
+        the mixture sits in a Pipeline or a grid search): every expert is
+        fitted with the responsibilities times those weights, whatever the
+        expert requests. scikit-learn's metadata routing guide says how the
+        mechanism works; section 9 of skmoe's user guide, how it meets the
+        experts' rows.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            A :class:`~sklearn.utils.metadata_routing.MetadataRouter`
+            encapsulating the routing information.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sklearn
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn.model_selection import GroupKFold
+        >>> from skmoe import MoEClassifier
+        >>> X = np.linspace(-1, 1, 40).reshape(-1, 1)
+        >>> y = np.tile([0, 1], 20)
+        >>> groups = np.repeat(np.arange(8), 5)
+        >>> moe = MoEClassifier(
+        ...     [("a", LogisticRegression()), ("b", LogisticRegression(C=0.1))],
+        ...     cv=GroupKFold(4),
+        ...     random_state=0,
+        ... )
+        >>> moe.get_metadata_routing().consumes("fit", ["groups", "sample_weight"])
+        {'groups'}
+        >>> with sklearn.config_context(enable_metadata_routing=True):
+        ...     moe = moe.fit(X, y, groups=groups)
+        >>> moe.predict_proba(X).shape
+        (40, 2)
+        """
+        names, estimators = self._with_shared_expert(*self._resolve_experts())
+        return mixture_router(self, names, estimators, self.cv)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

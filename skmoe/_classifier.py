@@ -47,7 +47,10 @@ class MoEClassifier(
         without one can be wrapped in ``CalibratedClassifierCV``. An expert
         whose ``fit`` has no ``sample_weight`` is trained on a weighted
         resample of its share (drawn from ``random_state``); for a Pipeline
-        the weights go to its final step.
+        the weights go to its final step. With metadata routing enabled,
+        any other fit metadata an expert requests (``groups``, an
+        ``eval_set``) reaches each of its fits, on that fit's rows (see
+        :meth:`get_metadata_routing`).
     n_experts : int, default=None
         Number of clones when ``experts`` is a single estimator; leave ``None``
         with a list.
@@ -156,13 +159,16 @@ class MoEClassifier(
         each expert: use it with high-capacity experts (deep trees, k-NN,
         large forests), which in sample fit their own rows almost perfectly,
         would claim every sample, and leave the gate nothing to learn. It
-        multiplies the cost of a refit by the number of folds.
+        multiplies the cost of a refit by the number of folds. A splitter
+        that requests ``groups`` (``GroupKFold``) receives those given to
+        ``fit``, with metadata routing enabled.
     n_jobs : int, default=None
         Experts (and folds) fitted in parallel through joblib: each (fold x
         expert) fit is one task, so under ``joblib.parallel_backend("dask")``
         (or Ray's) they run on a cluster. ``None`` is 1 unless in a
-        ``joblib.parallel_backend`` context; -1 uses all cores. Results do not
-        depend on it.
+        ``joblib.parallel_backend`` context; -1 uses all cores. A fit opens
+        one pool for all its tasks (a backend starts its workers once per
+        fit). Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the experts' own ``random_state`` where it
         is ``None``, and the resamples. An int makes every result repeatable.

@@ -31,7 +31,10 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         ``'drop'``), or one regressor cloned ``n_experts`` times. An expert
         whose ``fit`` has no ``sample_weight`` is trained on a weighted
         resample of its share (drawn from ``random_state``); for a Pipeline
-        the weights go to its final step.
+        the weights go to its final step. With metadata routing enabled,
+        any other fit metadata an expert requests (``groups``, an
+        ``eval_set``) reaches each of its fits, on that fit's rows (see
+        :meth:`get_metadata_routing`).
     n_experts : int, default=None
         Number of clones when ``experts`` is a single estimator.
     top_k : int, default=None
@@ -83,11 +86,13 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         The folds of ``"crossfit"`` (``None`` is 5, as in
         ``StackingRegressor``); for the in-sample algorithms, when set, the
         E-step scores rows with out-of-fold predictions (see
-        :class:`MoEClassifier`).
+        :class:`MoEClassifier`). A splitter that requests ``groups``
+        (``GroupKFold``) receives those given to ``fit``, with metadata
+        routing enabled.
     n_jobs : int, default=None
         Experts (and folds) fitted in parallel, each (fold x expert) fit one
-        joblib task (a Dask or Ray backend spreads them over a cluster);
-        results do not depend on it.
+        joblib task of one pool per fit (a Dask or Ray backend spreads them
+        over a cluster); results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Makes every result repeatable when an int.
     verbose : int, default=0

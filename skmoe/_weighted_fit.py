@@ -10,6 +10,10 @@ Three things can stand in the way, and each is handled here:
 * the expert fails on its share (one class left, too few rows): a weighted
   constant model stands in for it, and the caller is told why so that it can
   warn with the expert's name.
+
+Fit metadata routed to the expert (``skmoe/_metadata_routing.py``) is given
+with the weights, its row-aligned values indexed as the rows are (the
+resample's too).
 """
 
 import numpy as np
@@ -21,6 +25,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.validation import has_fit_parameter
+
+from ._metadata_routing import metadata_rows
 
 # A bad hyper-parameter, an incomplete metadata request or no memory is the
 # user's to fix, not something a constant model should hide.
@@ -91,7 +97,7 @@ def weighted_resample(sample_weight, n_draws, rng):
     return rng.choice(len(sample_weight), size=n_draws, replace=True, p=probabilities)
 
 
-def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
+def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed, metadata=None):
     """Fit ``estimator`` on rows weighted by ``sample_weight``.
 
     Parameters
@@ -109,6 +115,8 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
         they are); the caller passes the expert's share of the data.
     seed : int
         Seed of the resample.
+    metadata : dict, default=None
+        Fit metadata routed to the expert, aligned to the rows of ``X``.
 
     Returns
     -------
@@ -117,20 +125,21 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed):
     failure : str or None
         Why the expert could not be fitted, or ``None``.
     """
+    metadata = {} if metadata is None else metadata
     try:
         fit_params = sample_weight_fit_params(estimator, sample_weight)
         if fit_params is not None:
-            estimator.fit(X, y, **fit_params)
+            estimator.fit(X, y, **fit_params, **metadata)
         elif np.all(sample_weight == sample_weight[0]):
             # Equal weights say nothing to resample by: a resample would be
             # a bootstrap of the rows (the first cross-fit gives a list of
             # experts weight one on every row), noise and nothing more.
-            estimator.fit(X, y)
+            estimator.fit(X, y, **metadata)
         else:
             rows = weighted_resample(
                 sample_weight, max(n_draws, 2), np.random.default_rng(seed)
             )
-            estimator.fit(X[rows], y[rows])
+            estimator.fit(X[rows], y[rows], **metadata_rows(metadata, X, rows))
     except USER_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure on a share falls back

@@ -9,7 +9,9 @@
   which expert; :class:`NoWeightCountingClassifier` is the same without
   ``sample_weight`` in ``fit``;
 * torch tests: :func:`one_torch_thread` and :func:`run_python` (a fresh
-  interpreter, for import tests).
+  interpreter, for import tests);
+* :func:`ray_backend`: joblib's Ray backend on a local Ray (the test is
+  skipped without ray).
 """
 
 import os
@@ -175,6 +177,28 @@ class CountingRegressor(RegressorMixin, _Recording):
 
     def _default(self):
         return LinearRegression()
+
+
+# -- joblib backends ------------------------------------------------------------
+
+
+@contextmanager
+def ray_backend(num_cpus=2):
+    """``joblib.parallel_backend("ray")`` on a local Ray of ``num_cpus``
+    CPUs, shut down on exit; skips the test when ray is not installed."""
+    import joblib
+    import pytest
+
+    ray = pytest.importorskip("ray")
+    from ray.util.joblib import register_ray
+
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        register_ray()
+        with joblib.parallel_backend("ray"):
+            yield
+    finally:
+        ray.shutdown()
 
 
 # -- torch tests --------------------------------------------------------------

@@ -110,3 +110,16 @@ def test_fused_vs_loop_smoke(tmp_path):
     assert "- command: `python -m benchmarks.studies.fused_vs_loop --smoke" in text
     assert "| E | routing | fused train/s |" in text
     assert "## Where a fused epoch's time goes" in text
+
+
+@pytest.mark.slow
+def test_ray_overhead_smoke(tmp_path):
+    pytest.importorskip("ray")
+    from benchmarks.studies import ray_overhead
+
+    ray_overhead.main(["--smoke", "--repeats", "1", "--out", str(tmp_path)])
+    text = (tmp_path / "ray_overhead.md").read_text()
+    assert "- command: `python -m benchmarks.studies.ray_overhead --smoke" in text
+    assert "| code | training | iterations | sequential s | loky s | ray s |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| this checkout")]
+    assert [row.split(" | ")[1] for row in rows] == ["em", "crossfit"]

@@ -25,6 +25,7 @@ from _helpers import (
     CountingRegressor,
     clear_fit_log,
     fits,
+    ray_backend,
     regime_data,
     row_indices,
 )
@@ -340,6 +341,16 @@ def test_dask_backend_gives_the_serial_predictions(cancer):
         with joblib.parallel_backend("dask"):
             on_dask = clone(moe).set_params(n_jobs=-1).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(serial, on_dask)
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_serial_predictions(cancer):
+    X, y = cancer
+    moe = MoEClassifier(_pool(), training="crossfit", random_state=0)
+    serial = clone(moe).fit(X, y).predict_proba(X)
+    with ray_backend():
+        on_ray = clone(moe).set_params(n_jobs=2).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(serial, on_ray)
 
 
 # -- bad input ----------------------------------------------------------------

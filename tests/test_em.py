@@ -4,10 +4,12 @@ initialisation, restarts, the sparse M-step, collapse, fallbacks, cv, verbose.""
 import re
 import warnings
 
+import joblib
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.dummy import DummyRegressor
 from sklearn.exceptions import ConvergenceWarning
@@ -36,6 +38,7 @@ from _helpers import (
     clear_fit_log,
     fits,
     quiet_fit,
+    ray_backend,
     regime_classification,
     regime_data,
     row_indices,
@@ -1256,3 +1259,68 @@ def test_without_penalty_or_capacity_the_objective_is_the_loss():
     )
     assert moe.objective_curve_ == moe.loss_curve_
     assert moe.loss_ == min(moe.loss_curve_)
+
+
+# -- parallelism: one pool per fit, any joblib backend ---------------------------
+
+
+def test_one_parallel_serves_every_iteration_restart_and_final_fit(monkeypatch):
+    # A Dask or Ray backend starts its workers for each Parallel: EM opens
+    # one per fit, not one per iteration.
+    from skmoe._training import em
+
+    opened = []
+
+    class CountingParallel(em.Parallel):
+        def __init__(self, *args, **kwargs):
+            opened.append(kwargs.get("n_jobs"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(em, "Parallel", CountingParallel)
+    X, y, _ = regime_data(n_samples=120)
+    moe = MoERegressor(
+        LinearRegression(),
+        n_experts=2,
+        training="em",
+        cv=3,
+        n_init=2,
+        max_iter=3,
+        tol=0.0,
+        random_state=0,
+    )
+    quiet_fit(moe, X, y)
+    assert moe.n_iter_ == 3  # each restart ran 3 iterations of 3 fold fits
+    assert opened == [None]
+
+
+def _backend_pool():
+    return [
+        ("lr", make_pipeline(StandardScaler(), LogisticRegression())),
+        ("tree", DecisionTreeClassifier(max_depth=3)),
+    ]
+
+
+def test_dask_backend_gives_the_serial_predictions():
+    distributed = pytest.importorskip("distributed")
+    X, y = make_classification(200, random_state=0)
+    moe = MoEClassifier(_backend_pool(), training="em", max_iter=4, random_state=0)
+    serial = quiet_fit(clone(moe), X, y).predict_proba(X)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+        joblib.parallel_backend("dask"),
+    ):
+        on_dask = quiet_fit(clone(moe).set_params(n_jobs=-1), X, y).predict_proba(X)
+    np.testing.assert_array_equal(serial, on_dask)
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_serial_predictions():
+    X, y = make_classification(200, random_state=0)
+    moe = MoEClassifier(_backend_pool(), training="em", max_iter=4, random_state=0)
+    serial = quiet_fit(clone(moe), X, y).predict_proba(X)
+    with ray_backend():
+        on_ray = quiet_fit(clone(moe).set_params(n_jobs=2), X, y).predict_proba(X)
+    np.testing.assert_array_equal(serial, on_ray)

@@ -40,6 +40,11 @@ class FitData:
     n_outputs : int
         Classes for a classifier, 1 for a regressor.
     task : {"classifier", "regressor"}
+    expert_metadata : list of dict
+        The fit metadata routed to each expert (in the order of ``names``),
+        on every row; empty when none was routed.
+    split_metadata : dict
+        The metadata routed to the ``cv`` splitter's ``split``.
     """
 
     X: np.ndarray
@@ -52,6 +57,8 @@ class FitData:
     shared: object = None
     n_outputs: int = 1
     task: str = "regressor"
+    expert_metadata: list = field(default_factory=list)
+    split_metadata: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

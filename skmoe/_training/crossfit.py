@@ -53,6 +53,7 @@ from .steps import (
     fit_rows,
     initial_responsibilities,
     record_failure,
+    routed_metadata,
 )
 
 #: Folds of the cross-fit when ``cv=None``: 5, as StackingClassifier's.
@@ -132,6 +133,7 @@ class CrossFitStrategy(TrainingStrategy):
             data.y,
             classifier=data.task == "classifier",
             sample_weight=data.sample_weight,
+            metadata=data.split_metadata,
         )
         templates = seeded_clones(data.estimators, random_state)
         candidates = gate_candidates(
@@ -371,15 +373,18 @@ class _Evaluation:
             responsibility,
             seed,
             predict_rows,
+            routed_metadata(self.data, j),
             f"expert {self.data.names[j]!r} {where}",
         )
 
 
-def _fit_task(estimator, data, rows, responsibility, seed, predict_rows, where):
+def _fit_task(
+    estimator, data, rows, responsibility, seed, predict_rows, metadata, where
+):
     """:func:`fit_and_predict`, with an error that says which fit raised."""
     try:
         return fit_and_predict(
-            estimator, data, rows, responsibility, seed, predict_rows
+            estimator, data, rows, responsibility, seed, predict_rows, metadata
         )
     except Exception as exc:
         if hasattr(exc, "add_note"):

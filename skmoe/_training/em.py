@@ -57,6 +57,7 @@ from .steps import (
     gate_penalty,
     initial_responsibilities,
     record_failure,
+    routed_metadata,
 )
 
 # An expert whose responsibility adds up to fewer rows than this (or than 1% of
@@ -94,8 +95,19 @@ class EMProblem:
     tol: float = 1e-3
     cv_splits: list = None
     y_scale: float = 1.0
-    n_jobs: object = None
+    # the one pool of the fit's expert refits, reused by every iteration
+    # and restart (a Dask or Ray backend starts its workers once)
+    parallel: object = field(default_factory=Parallel)
     verbose: int = 0
+    # the fit metadata routed to each expert, on every row (none when empty)
+    expert_metadata: list = field(default_factory=list)
+
+    def __getstate__(self):
+        # The refit tasks are given the problem (its rows, weights and
+        # likelihood) in the pool's workers; the pool stays in this process.
+        state = dict(vars(self))
+        state.pop("parallel", None)
+        return state
 
 
 @dataclass
@@ -533,7 +545,7 @@ def _refit_experts(
         random_state,
         final,
     )
-    results = Parallel(n_jobs=problem.n_jobs)(jobs)
+    results = problem.parallel(jobs)
     collected = _collect_refits(
         problem, state, fell_back, keys, results, need_rows, final
     )
@@ -589,6 +601,7 @@ def _refit_jobs(
                         R[rows, j],
                         seeds[fold + 1],
                         np.intersect1d(need_rows[j], test),
+                        routed_metadata(problem, j),
                     )
                 )
             continue
@@ -604,6 +617,7 @@ def _refit_jobs(
                 R[own_rows[j], j],
                 seeds[0],
                 np.empty(0, dtype=np.intp) if final else need_rows[j],
+                routed_metadata(problem, j),
             )
         )
     return keys, jobs
@@ -739,7 +753,28 @@ class EMStrategy(TrainingStrategy):
         n_experts = len(data.estimators)
         n_routed = n_experts - (data.shared is not None)
         init = self._resolved_init(data.X.shape[0], n_routed)
-        problem = EMProblem(
+        with Parallel(n_jobs=moe.n_jobs) as parallel:
+            problem = self._problem(data, parallel)
+            best = self._best_run(problem, data, init, n_routed, random_state)
+        return TrainResult(
+            experts=best.experts,
+            gate=best.gate,
+            noise=best.noise,
+            active=best.active,
+            responsibilities=best.responsibilities,
+            loss_curve=best.loss_curve,
+            objective_curve=best.objective_curve,
+            loss=best.loss,
+            converged=best.converged,
+            strategy=self.name,
+            failures=best.failures,
+            collapse_events=best.collapse_events,
+        )
+
+    def _problem(self, data, parallel):
+        """The :class:`EMProblem` of ``data``, its refits run by ``parallel``."""
+        moe = self.moe
+        return EMProblem(
             X=data.X,
             y=data.y,
             sample_weight=data.sample_weight,
@@ -764,12 +799,18 @@ class EMStrategy(TrainingStrategy):
                     data.y,
                     classifier=data.task == "classifier",
                     sample_weight=data.sample_weight,
+                    metadata=data.split_metadata,
                 )
             ),
             y_scale=data.y_scale,
-            n_jobs=moe.n_jobs,
+            parallel=parallel,
             verbose=moe.verbose,
+            expert_metadata=data.expert_metadata,
         )
+
+    def _best_run(self, problem, data, init, n_routed, random_state):
+        """Run EM from ``n_init`` initialisations; the lowest objective's state."""
+        moe = self.moe
         best = None
         reporter = VerboseReporter(moe.verbose)
         for restart in range(moe.n_init):
@@ -789,20 +830,7 @@ class EMStrategy(TrainingStrategy):
             )
             if best is None or state.objective < best.objective:
                 best = state
-        return TrainResult(
-            experts=best.experts,
-            gate=best.gate,
-            noise=best.noise,
-            active=best.active,
-            responsibilities=best.responsibilities,
-            loss_curve=best.loss_curve,
-            objective_curve=best.objective_curve,
-            loss=best.loss,
-            converged=best.converged,
-            strategy=self.name,
-            failures=best.failures,
-            collapse_events=best.collapse_events,
-        )
+        return best
 
     def _resolved_init(self, n_samples, n_routed):
         # init describes the routed experts; the shared one is added later

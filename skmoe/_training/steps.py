@@ -17,6 +17,7 @@ from sklearn.model_selection._split import _CVIterableWrapper
 
 from .._balance import balance_penalty, z_loss_penalty
 from .._gates import fit_gate_features
+from .._metadata_routing import metadata_rows
 from .._weighted_fit import (
     USER_ERRORS,
     constant_model,
@@ -128,11 +129,21 @@ def fit_rows(R, j, sample_weight):
     return np.flatnonzero((R[:, j] > NEGLIGIBLE_RESPONSIBILITY) & (sample_weight > 0))
 
 
-def fit_and_predict(estimator, data, rows, responsibility, seed, predict_rows):
+def routed_metadata(data, j):
+    """The fit metadata routed to expert ``j``, on every row (``{}`` when
+    ``data`` holds none: no metadata was routed)."""
+    return data.expert_metadata[j] if data.expert_metadata else {}
+
+
+def fit_and_predict(
+    estimator, data, rows, responsibility, seed, predict_rows, metadata=None
+):
     """Fit one expert on ``rows``, then predict the rows the E-step needs.
 
     ``data`` holds ``X``, ``y``, ``sample_weight`` and ``likelihood``; the
-    expert is fitted with ``sample_weight[rows] * responsibility``.
+    expert is fitted with ``sample_weight[rows] * responsibility``, and
+    with ``metadata`` (the fit metadata routed to it, on every row; its
+    row-aligned values are indexed by ``rows``).
 
     Runs in a joblib worker; returns ``(fitted, failure, predict_rows, output)``
     so that the caller, in the main process, can warn about failures.
@@ -149,6 +160,7 @@ def fit_and_predict(estimator, data, rows, responsibility, seed, predict_rows):
             data.sample_weight[rows] * responsibility,
             n_draws=int(round(responsibility.sum())),
             seed=seed,
+            metadata=metadata_rows(metadata, X, rows),
         )
     # Predict at least one row even when none is needed, so that an expert
     # that fits but cannot predict (k-NN on fewer rows than neighbours) is
@@ -181,8 +193,11 @@ def record_failure(failures, label, failure):
     record[1] = failure
 
 
-def cv_splits(cv, X, y, *, classifier, sample_weight=None):
+def cv_splits(cv, X, y, *, classifier, sample_weight=None, metadata=None):
     """The ``(train, test)`` folds of ``cv``, checked to partition the rows.
+
+    ``metadata`` is what metadata routing gives the splitter's ``split``
+    (``groups`` for ``GroupKFold``), on every row.
 
     Each row's out-of-fold prediction is its evidence, so every row must be
     in exactly one test fold (as KFold and StratifiedKFold do). Rows of zero
@@ -201,7 +216,9 @@ def cv_splits(cv, X, y, *, classifier, sample_weight=None):
     splitter = check_cv(cv, y[kept], classifier=classifier)
     splits = [
         (kept[np.asarray(train)], kept[np.asarray(test)])
-        for train, test in splitter.split(X[kept], y[kept])
+        for train, test in splitter.split(
+            X[kept], y[kept], **metadata_rows(metadata, X, kept)
+        )
     ]
     tested = np.zeros(n_samples, dtype=int)
     for _, test in splits:
