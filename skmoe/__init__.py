@@ -10,6 +10,7 @@ from ._warnings import (
     ExpertFallbackWarning,
     InconsistentVersionWarning,
     NonFiniteOutputError,
+    SparseInputError,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "MoERegressor",
     "NonFiniteOutputError",
     "SoftmaxGate",
+    "SparseInputError",
     "TorchMLPClassifier",
     "TorchMLPRegressor",
     "__version__",

@@ -52,10 +52,10 @@ from .steps import (
     SEED_MAX,
     check_init_array,
     cv_splits,
-    fit_and_predict,
     fit_rows,
     gate_penalty,
     initial_responsibilities,
+    labelled_fit_and_predict,
     record_failure,
 )
 
@@ -582,13 +582,14 @@ def _refit_jobs(
                 previous = state.fold_experts.get((j, fold))
                 keys.append((j, fold))
                 jobs.append(
-                    delayed(fit_and_predict)(
+                    delayed(labelled_fit_and_predict)(
                         clone(template) if previous is None else previous,
                         problem,
                         rows,
                         R[rows, j],
                         seeds[fold + 1],
                         np.intersect1d(need_rows[j], test),
+                        f"expert {problem.names[j]!r} on fold {fold}",
                     )
                 )
             continue
@@ -597,13 +598,14 @@ def _refit_jobs(
         reusable = state.experts[j] is not None and not fell_back[j]
         keys.append((j, None))
         jobs.append(
-            delayed(fit_and_predict)(
+            delayed(labelled_fit_and_predict)(
                 state.experts[j] if reusable else clone(template),
                 problem,
                 own_rows[j],
                 R[own_rows[j], j],
                 seeds[0],
                 np.empty(0, dtype=np.intp) if final else need_rows[j],
+                f"expert {problem.names[j]!r}",
             )
         )
     return keys, jobs

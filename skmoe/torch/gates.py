@@ -765,7 +765,8 @@ class MLPGate(_BaseGate):
         )
         if not weights.sum() > 0:
             raise ValueError("sample_weight sums to zero: there is nothing to fit.")
-        Z = self._fit_features(X, weights)
+        # torch trains on dense tensors
+        Z = self._fit_dense_features(X, weights)
         random_state = self._random_state(restart=not warm_start)
         device = self._training_device()
         network = self._network(
