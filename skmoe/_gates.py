@@ -367,7 +367,7 @@ class _BaseGate(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         log_likelihood : array-like of shape (n_samples, n_experts)
             ``log p_j(y_i | x_i)``, each expert's log-likelihood of each row;
             ``-inf`` marks an expert not available to a row (a dropped
@@ -604,7 +604,7 @@ class SoftmaxGate(_BaseGate):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         responsibilities : array-like of shape (n_samples, n_experts)
             Rows in the simplex: the soft targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -947,7 +947,7 @@ class ConstantGate(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Only its shape is read: the gate does not depend on it.
         responsibilities : array-like of shape (n_samples, n_experts)
         sample_weight : array-like of shape (n_samples,), default=None

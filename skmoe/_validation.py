@@ -23,9 +23,15 @@ def check_numeric_features(X, owner):
         # a sparse matrix holds numbers (check_array converts its dtype)
         return
     name = type(owner).__name__
+    # Dense output, so that the advice works word for word whatever the
+    # experts (a StandardScaler inside one cannot centre sparse input).
     advice = (
         f"{name} needs numeric features: its gate is a model of X. Encode the "
-        f"other columns first, e.g. {categorical_pipeline_advice(owner)}."
+        f"other columns first, e.g. make_pipeline(ColumnTransformer([('cat', "
+        f"OneHotEncoder(handle_unknown='ignore', sparse_output=False), "
+        f"categorical_columns)], remainder='passthrough'), {name}(...)). "
+        "The encoder's default sparse output works too when every expert "
+        "accepts sparse input."
     )
     dtypes = getattr(X, "dtypes", None)
     if dtypes is not None and hasattr(dtypes, "items"):
@@ -54,22 +60,6 @@ def check_numeric_features(X, owner):
             raise type(exc)(
                 f"X holds values that are not numbers ({exc}). {advice}"
             ) from exc
-
-
-def categorical_pipeline_advice(owner):
-    """The pipeline that encodes categorical columns in front of ``owner``.
-
-    The encoder's output is sparse by default, which the mixture takes when
-    its experts do (its ``sparse`` tag); otherwise the advice asks for dense
-    output, so that following it word for word gives a pipeline that fits.
-    """
-    name = type(owner).__name__
-    dense = "" if get_tags(owner).input_tags.sparse else ", sparse_output=False"
-    return (
-        f"make_pipeline(ColumnTransformer([('cat', OneHotEncoder("
-        f"handle_unknown='ignore'{dense}), categorical_columns)], "
-        f"remainder='passthrough'), {name}(...))"
-    )
 
 
 def _is_numeric_column(column, dtype):
@@ -162,6 +152,7 @@ def sparse_refused_error(who, exc):
     return SparseInputError(
         f"{who} cannot take sparse X ({type(exc).__name__}: {exc}). Give the "
         "mixture dense X, e.g. OneHotEncoder(sparse_output=False) or "
-        "ColumnTransformer(..., sparse_threshold=0) in front of it, or make "
-        "that expert a pipeline that takes sparse input."
+        "ColumnTransformer(..., sparse_threshold=0) in front of it, or "
+        "put a step that gives that expert dense features in front of it "
+        "(e.g. make_pipeline(TruncatedSVD(100), expert))."
     )

@@ -741,7 +741,7 @@ class MLPGate(_BaseGate):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         responsibilities : array-like of shape (n_samples, n_experts)
             Rows in the simplex: the soft targets.
         sample_weight : array-like of shape (n_samples,), default=None
