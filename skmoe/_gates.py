@@ -535,7 +535,10 @@ class SoftmaxGate(_BaseGate):
         ``fit_mixture(..., noisy=True)``, removed by a cold ``fit``.
     noise_intercept_ : ndarray of shape (n_experts,)
     features_ : Pipeline
-        The fitted imputer and scaler giving ``z``.
+        The fitted imputer and scaler giving ``z``. Fitted on sparse ``X``,
+        the scaler does not centre (``with_mean=False``, so that ``X`` stays
+        sparse) and the gate takes ``mean_ / scale_`` off inside its
+        products: the same ``z``, the same gate.
     n_experts_ : int
     n_iter_ : int
         L-BFGS iterations of the last ``fit``; epochs of the last

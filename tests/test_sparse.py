@@ -36,6 +36,7 @@ from sklearn.utils import get_tags
 
 from skmoe import (
     ConstantGate,
+    ExpertCollapseWarning,
     ExpertFallbackWarning,
     MoEClassifier,
     MoERegressor,
@@ -94,6 +95,7 @@ def _regressor(**params):
 def _fit(estimator, X, y, **fit_params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ExpertCollapseWarning)
         return estimator.fit(X, y, **fit_params)
 
 

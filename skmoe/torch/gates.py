@@ -655,7 +655,10 @@ class MLPGate(_BaseGate):
     network_ : GateNetwork
         The trained torch module, on the CPU.
     features_ : Pipeline
-        The fitted imputer and scaler giving ``z``.
+        The fitted imputer and scaler giving ``z``. A sparse ``X`` is
+        densified (within ``skmoe._validation.MAX_DENSE_BYTES``, 1 GiB, else
+        a ValueError) and centred by the scaler's ``mean_``, which does not
+        centre sparse input itself (``with_mean=False``).
     n_experts_ : int
     n_iter_ : int
         Epochs run by the last ``fit`` or ``fit_mixture``.
