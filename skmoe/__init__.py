@@ -11,6 +11,7 @@ from ._warnings import (
     ExpertFallbackWarning,
     InconsistentVersionWarning,
     NonFiniteOutputError,
+    SparseInputError,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "NonFiniteOutputError",
     "RoutingDisplay",
     "SoftmaxGate",
+    "SparseInputError",
     "TorchMLPClassifier",
     "TorchMLPRegressor",
     "__version__",

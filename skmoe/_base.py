@@ -30,6 +30,8 @@ from ._validation import (
     check_enough_samples,
     check_missing_values,
     check_numeric_features,
+    refuses_sparse,
+    sparse_refused_error,
 )
 from ._warnings import NonFiniteOutputError
 
@@ -235,8 +237,10 @@ class BaseMixtureOfExperts(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Numeric features (NaN only when every expert accepts it).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Numeric features (NaN only when every expert accepts it). A
+            sparse matrix (or array) is passed on to the experts as CSR, and
+            is accepted when every expert accepts it (user guide, section 9).
         y : array-like of shape (n_samples,)
             Target.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -288,6 +292,9 @@ class BaseMixtureOfExperts(
             self,
             X,
             y,
+            # sparse X is passed on to the experts as CSR, whose row subsets
+            # (an expert's share, a fold) are cheap
+            accept_sparse="csr",
             dtype=np.float64,
             ensure_all_finite="allow-nan",
             y_numeric=not is_classifier(self),
@@ -383,7 +390,12 @@ class BaseMixtureOfExperts(
         check_is_fitted(self)
         check_numeric_features(X, self)
         X = validate_data(
-            self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False
+            self,
+            X,
+            accept_sparse="csr",
+            dtype=np.float64,
+            ensure_all_finite="allow-nan",
+            reset=False,
         )
         check_missing_values(X, self.expert_names_, self.experts_, self)
         return X
@@ -411,7 +423,7 @@ class BaseMixtureOfExperts(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,), default=None
             When given, each expert is also scored (its own ``score``:
             accuracy for classifiers, R^2 for regressors) on the rows whose
@@ -468,7 +480,7 @@ class BaseMixtureOfExperts(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
 
         Returns
         -------
@@ -496,6 +508,12 @@ class BaseMixtureOfExperts(
                         "routed to it. Its prediction is not a number there; check "
                         "those rows' features, or the expert."
                     ) from None
+                except Exception as exc:
+                    if refuses_sparse(exc, X):
+                        raise sparse_refused_error(
+                            f"Expert {self.expert_names_[j]!r}", exc
+                        ) from exc
+                    raise
                 yield j, rows, weights[rows, j], output
 
     # -- scikit-learn plumbing ----------------------------------------------
@@ -572,12 +590,19 @@ class BaseMixtureOfExperts(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
         try:
             _, estimators = self._resolve_experts()
+            if self.shared_expert is not None:
+                estimators = [*estimators, self.shared_expert]
             tags.input_tags.allow_nan = all(
                 get_tags(estimator).input_tags.allow_nan for estimator in estimators
             )
+            # sparse X goes to the experts as it is: the mixture takes it
+            # when they all do (and the gate does; the named ones do)
+            tags.input_tags.sparse = all(
+                get_tags(estimator).input_tags.sparse for estimator in estimators
+            ) and (isinstance(self.gate, str) or get_tags(self.gate).input_tags.sparse)
         except (TypeError, ValueError):
             tags.input_tags.allow_nan = False
+            tags.input_tags.sparse = False
         return tags

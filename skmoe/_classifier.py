@@ -36,6 +36,12 @@ class MoEClassifier(
     the held-out log-loss improves; the experts are finally fitted on all
     rows. ``training="em"`` is the classical in-sample EM.
 
+    ``X`` may be a scipy sparse matrix (or array), e.g. the output of a
+    ``ColumnTransformer`` with a ``OneHotEncoder``: the experts receive it as
+    CSR (their row subsets too) and the gate works on it without densifying,
+    which is accepted when every expert accepts sparse input (an expert that
+    refuses it raises :class:`SparseInputError`, naming it).
+
     Read more in the :ref:`User Guide <user_guide>` (``docs/user_guide.md``).
 
     Parameters
@@ -326,7 +332,7 @@ class MoEClassifier(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
 
         Returns
         -------

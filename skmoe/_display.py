@@ -119,10 +119,7 @@ def _embedding(estimator, X, X_checked, gate_weight_of_top, projection):
     )
     coords = pca.fit_transform(X_checked)
     ratio = pca[-1].explained_variance_ratio_
-    labels = [
-        f"standardised PC {k + 1} ({ratio[k]:.0%} of variance)"
-        for k in range(2)
-    ]
+    labels = [f"standardised PC {k + 1} ({ratio[k]:.0%} of variance)" for k in range(2)]
     return coords, labels[0], labels[1]
 
 

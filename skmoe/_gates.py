@@ -4,6 +4,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, clone
@@ -12,11 +13,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array, check_consistent_length, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.sparsefuncs import inplace_column_scale, min_max_axis
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES, balance_penalty, z_loss_penalty
+from ._validation import densify
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -35,11 +38,22 @@ def fit_gate_features(X, sample_weight):
     by one (rather than through ``Pipeline.fit``) so that the weights reach
     them whether or not metadata routing is enabled.
 
+    A sparse ``X`` stays sparse: its scaler is a ``StandardScaler(
+    with_mean=False)``, whose ``transform`` divides each column by its
+    weighted standard deviation and takes no mean off. It still holds the
+    weighted means (``mean_``), and the gates take them off inside their
+    products (``(z - m / s) @ W = z @ W - (m / s) @ W``), so that a gate
+    fitted on sparse ``X`` solves the same problem as on the same ``X``
+    dense, and holds the same parameters (up to rounding, and the solver's
+    path). k-means, blind to a shift, clusters the uncentred rows.
+
     Returns
     -------
     Pipeline
         The fitted imputer and scaler.
     """
+    if sp.issparse(X):
+        return _fit_sparse_gate_features(X, sample_weight)
     X = np.asarray(X, dtype=np.float64)
     imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(X)
     # SimpleImputer takes no sample weights: put the weighted mean of each
@@ -47,24 +61,92 @@ def fit_gate_features(X, sample_weight):
     observed = ~np.isnan(X)
     observed_weight = sample_weight @ observed
     weighted_sum = sample_weight @ np.where(observed, X, 0.0)
+    _use_weighted_means(imputer, weighted_sum, observed_weight)
+    imputed = imputer.transform(X)
+    magnitude = _power_of_two_magnitude(np.max(np.abs(imputed), axis=0, initial=0.0))
+    scaler = StandardScaler().fit(imputed / magnitude, sample_weight=sample_weight)
+    return make_pipeline(imputer, _unscaled(scaler, magnitude))
+
+
+def _fit_sparse_gate_features(X, sample_weight):
+    """:func:`fit_gate_features` for a sparse ``X``: the same weighted means
+    (implicit zeros are observed values), scaling without centring."""
+    X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
+    imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(X)
+    missing = np.isnan(X.data)
+    values = X.copy()
+    values.data[missing] = 0.0
+    # the weight of each column's missing entries (stored NaN), from the
+    # column index of each stored entry
+    row_weight = np.repeat(sample_weight, np.diff(X.indptr))
+    missing_weight = np.bincount(
+        X.indices[missing], weights=row_weight[missing], minlength=X.shape[1]
+    )
+    _use_weighted_means(
+        imputer, values.T @ sample_weight, sample_weight.sum() - missing_weight
+    )
+    imputed = _imputed_sparse(X, imputer.statistics_)
+    low, high = min_max_axis(imputed, axis=0)
+    magnitude = _power_of_two_magnitude(np.maximum(np.abs(low), np.abs(high)))
+    prescaled = imputed.copy()
+    inplace_column_scale(prescaled, 1.0 / magnitude)
+    scaler = StandardScaler(with_mean=False).fit(prescaled, sample_weight=sample_weight)
+    return make_pipeline(imputer, _unscaled(scaler, magnitude))
+
+
+def _use_weighted_means(imputer, weighted_sum, observed_weight):
+    """Put the weighted mean of each column's observed values in the fitted
+    ``imputer``'s statistics (SimpleImputer takes no sample weights)."""
     has_weight = observed_weight > 0
     imputer.statistics_[has_weight] = (
         weighted_sum[has_weight] / observed_weight[has_weight]
     )
-    imputed = imputer.transform(X)
-    # Standardise each column divided by a power of two near its largest
-    # magnitude, then fold that factor back into the scaler: squares of
-    # values near 1e200 would overflow the variance. Scaling by a power of
-    # two is exact, so the result is the same standardisation to the bit.
-    magnitude = np.max(np.abs(imputed), axis=0, initial=0.0)
-    magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
-    magnitude = np.exp2(np.floor(np.log2(magnitude)))
-    scaler = StandardScaler().fit(imputed / magnitude, sample_weight=sample_weight)
+
+
+def _imputed_sparse(X, statistics):
+    """A CSR ``X`` with each stored NaN replaced by its column's statistic."""
+    missing = np.isnan(X.data)
+    if not missing.any():
+        return X
+    X = X.copy()
+    X.data[missing] = statistics[X.indices[missing]]
+    return X
+
+
+def _power_of_two_magnitude(max_abs):
+    """A power of two near each column's largest magnitude (1 for a column
+    of zeros, or of non-finite values).
+
+    The scaler is fitted on each column divided by it, and the factor folded
+    back afterwards (:func:`_unscaled`): squares of values near 1e200 would
+    overflow the variance. Scaling by a power of two is exact, so the result
+    is the same standardisation to the bit.
+    """
+    max_abs[~(max_abs > 0) | ~np.isfinite(max_abs)] = 1.0
+    return np.exp2(np.floor(np.log2(max_abs)))
+
+
+def _unscaled(scaler, magnitude):
+    """Fold the power-of-two prescale back into a scaler fitted on ``X /
+    magnitude``, so that it applies to ``X`` itself."""
     scaler.mean_ *= magnitude
     scaler.scale_ *= magnitude
     with np.errstate(over="ignore"):
         scaler.var_ *= magnitude**2
-    return make_pipeline(imputer, scaler)
+    return scaler
+
+
+def _linear_logits(Z, coef, intercept, offset):
+    """``Z @ coef + intercept``, for features ``Z - offset``.
+
+    ``offset`` is None for dense ``Z`` (centred already); for a sparse ``Z``
+    (scaled, not centred) it is each column's ``mean_ / scale_``, taken off
+    in the product rather than from ``Z``, which would make it dense.
+    """
+    logits = Z @ coef + intercept
+    if offset is not None:
+        logits -= offset @ coef
+    return logits
 
 
 def _check_balanced(balanced, n_experts):
@@ -139,6 +221,13 @@ class _BaseGate(BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # sparse X is scaled without centring (see fit_gate_features), or
+        # densified where torch needs dense features
+        tags.input_tags.sparse = True
+        return tags
+
     def _check_inputs(self, X, targets, sample_weight, balanced):
         """``(targets, weights, balanced)`` as arrays, checked against ``X``."""
         targets = np.asarray(targets, dtype=np.float64)
@@ -167,30 +256,54 @@ class _BaseGate(BaseEstimator):
         """
         check_is_fitted(self)
         imputer, scaler = self.features_[0], self.features_[-1]
-        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = check_array(
+            X, accept_sparse="csr", dtype=np.float64, ensure_all_finite="allow-nan"
+        )
         if X.shape[1] != scaler.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} was "
                 f"fitted with {scaler.n_features_in_}."
             )
+        if sp.issparse(X):
+            return _imputed_sparse(X, imputer.statistics_), scaler
         missing = np.isnan(X)
         if missing.any():
             X = np.where(missing, imputer.statistics_, X)
         return X, scaler
 
     def _standardised(self, X):
-        """``z(X)``: the gate's imputed, standardised features."""
+        """``z(X)``: the gate's imputed, standardised features, dense (a
+        sparse ``X`` densified within :data:`~skmoe._validation.MAX_DENSE_BYTES`)."""
         X, scaler = self._imputed(X)
+        X = densify(X, type(self).__name__)
         return (X - scaler.mean_) / scaler.scale_
 
     def _fit_features(self, X, weights):
         """Fit the gate's preprocessing (``features_``); return ``z(X)``.
 
         The features are refitted even on a warm start: the data, not the
-        starting point, decide them.
+        starting point, decide them. For a sparse ``X``, ``z(X)`` is sparse
+        and not centred: ``z(X) - self._offset(z(X))`` are the features.
         """
         self.features_ = fit_gate_features(X, weights)
         return self.features_.transform(X)
+
+    def _fit_dense_features(self, X, weights):
+        """:meth:`_fit_features`, dense and centred, for torch's tensors (a
+        sparse ``X`` densified within :data:`~skmoe._validation.MAX_DENSE_BYTES`)."""
+        Z = self._fit_features(X, weights)
+        offset = self._offset(Z)
+        Z = densify(Z, type(self).__name__)
+        return Z if offset is None else Z - offset
+
+    def _offset(self, Z):
+        """What the sparse features ``Z`` were not centred by: each column's
+        ``mean_ / scale_`` (see :func:`fit_gate_features`); None for dense
+        ``Z``, which is centred."""
+        if not sp.issparse(Z):
+            return None
+        scaler = self.features_[-1]
+        return scaler.mean_ / scaler.scale_
 
     def _random_state(self, random_state=None, *, restart=False):
         """The generator one training call draws its seeds from.
@@ -254,7 +367,7 @@ class _BaseGate(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         log_likelihood : array-like of shape (n_samples, n_experts)
             ``log p_j(y_i | x_i)``, each expert's log-likelihood of each row;
             ``-inf`` marks an expert not available to a row (a dropped
@@ -292,7 +405,8 @@ class _BaseGate(BaseEstimator):
         if not weights.sum() > 0:
             raise ValueError("sample_weight sums to zero: there is nothing to fit.")
         _check_log_likelihood(log_likelihood, weights)
-        Z = self._fit_features(X, weights)
+        # torch trains on dense tensors
+        Z = self._fit_dense_features(X, weights)
         torch_gates.train_on_mixture(
             self,
             Z,
@@ -421,7 +535,10 @@ class SoftmaxGate(_BaseGate):
         ``fit_mixture(..., noisy=True)``, removed by a cold ``fit``.
     noise_intercept_ : ndarray of shape (n_experts,)
     features_ : Pipeline
-        The fitted imputer and scaler giving ``z``.
+        The fitted imputer and scaler giving ``z``. Fitted on sparse ``X``,
+        the scaler does not centre (``with_mean=False``, so that ``X`` stays
+        sparse) and the gate takes ``mean_ / scale_`` off inside its
+        products: the same ``z``, the same gate.
     n_experts_ : int
     n_iter_ : int
         L-BFGS iterations of the last ``fit``; epochs of the last
@@ -490,7 +607,7 @@ class SoftmaxGate(_BaseGate):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         responsibilities : array-like of shape (n_samples, n_experts)
             Rows in the simplex: the soft targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -622,6 +739,7 @@ class SoftmaxGate(_BaseGate):
             start[:-1] = self.coef_
             start[-1] = self.intercept_
 
+        offset = self._offset(Z)
         total = weights.sum()
         scale = 1.0 / total if total > 0 else 1.0
         penalty = scale / self.C
@@ -642,7 +760,7 @@ class SoftmaxGate(_BaseGate):
         def loss_and_gradient(flat):
             params = flat.reshape(shape)
             coef, intercept = params[:-1], params[-1]
-            logits = Z @ coef + intercept
+            logits = _linear_logits(Z, coef, intercept, offset)
             loss, residual = data_term(logits, row_weights)
             loss += 0.5 * penalty * np.sum(coef**2)
             for penalty_function, strength in logit_penalties:
@@ -652,6 +770,9 @@ class SoftmaxGate(_BaseGate):
             gradient = np.empty_like(params)
             gradient[:-1] = Z.T @ residual + penalty * coef
             gradient[-1] = residual.sum(axis=0)
+            if offset is not None:
+                # the product with the centred Z: Z.T @ r - offset (x) sum(r)
+                gradient[:-1] -= np.outer(offset, gradient[-1])
             return loss, gradient.ravel()
 
         result = minimize(
@@ -677,6 +798,11 @@ class SoftmaxGate(_BaseGate):
         coef = self.coef_ / scaler.scale_[:, None]
         intercept = self.intercept_ - (scaler.mean_ / scaler.scale_) @ self.coef_
         return X @ coef + intercept
+
+    def _standardised_logits(self, Z):
+        """The logits of rows whose features ``Z`` are already computed
+        (``features_.transform``), sparse or dense."""
+        return _linear_logits(Z, self.coef_, self.intercept_, self._offset(Z))
 
     # -- the backprop step's hooks (see _BaseGate) --------------------------------
 
@@ -814,12 +940,17 @@ class ConstantGate(BaseEstimator):
     def __init__(self, weights=None):
         self.weights = weights
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def fit(self, X, responsibilities, sample_weight=None, *, warm_start=False):
         """Take the weighted mean of the responsibilities (or the fixed weights).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Only its shape is read: the gate does not depend on it.
         responsibilities : array-like of shape (n_samples, n_experts)
         sample_weight : array-like of shape (n_samples,), default=None
@@ -831,7 +962,9 @@ class ConstantGate(BaseEstimator):
         self : ConstantGate
         """
         self._validate_params()
-        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = check_array(
+            X, accept_sparse=True, dtype=np.float64, ensure_all_finite="allow-nan"
+        )
         R = np.asarray(responsibilities, dtype=np.float64)
         if R.ndim != 2:
             raise ValueError(
@@ -925,7 +1058,9 @@ class ConstantGate(BaseEstimator):
     def predict_log_proba(self, X):
         """Log gate weights, shape (n_samples, n_experts); -inf for zero weights."""
         check_is_fitted(self)
-        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = check_array(
+            X, accept_sparse=True, dtype=np.float64, ensure_all_finite="allow-nan"
+        )
         with np.errstate(divide="ignore"):
             log_weights = np.log(self.weights_)
         return np.tile(log_weights, (X.shape[0], 1))
@@ -933,7 +1068,9 @@ class ConstantGate(BaseEstimator):
     def predict_proba(self, X):
         """Gate weights, shape (n_samples, n_experts); rows sum to one."""
         check_is_fitted(self)
-        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = check_array(
+            X, accept_sparse=True, dtype=np.float64, ensure_all_finite="allow-nan"
+        )
         return np.tile(self.weights_, (X.shape[0], 1))
 
 

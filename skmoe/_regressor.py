@@ -24,6 +24,12 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     the constant gate and each single expert) is chosen by the held-out
     squared error of the mixture mean, what :meth:`predict` returns.
 
+    ``X`` may be a scipy sparse matrix (or array), e.g. the output of a
+    ``ColumnTransformer`` with a ``OneHotEncoder``: the experts receive it as
+    CSR (their row subsets too) and the gate works on it without densifying,
+    which is accepted when every expert accepts sparse input (an expert that
+    refuses it raises :class:`SparseInputError`, naming it).
+
     Parameters
     ----------
     experts : list of (str, estimator) or estimator
@@ -211,7 +217,7 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         return_std : bool, default=False
             Also return ``sqrt(sum_j g_j (s_j^2 + f_j^2) - mean^2)``: each
             expert's noise plus the spread between experts.

@@ -54,3 +54,13 @@ class NonFiniteOutputError(ValueError):
     the mixture raises it, naming the expert, rather than mix NaN into
     every row the expert was routed.
     """
+
+
+class SparseInputError(TypeError):
+    """An expert cannot take the sparse ``X`` it was given.
+
+    The mixture passes a sparse ``X`` on to its experts as it is. An expert
+    that refuses it (``check_array``'s TypeError, at fit or at predict) is
+    not replaced by a constant model: the mixture raises this error, which
+    names the expert and says how to give it dense input.
+    """

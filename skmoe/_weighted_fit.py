@@ -14,6 +14,8 @@ Three things can stand in the way, and each is handled here:
 Fit metadata routed to the expert (``skmoe/_metadata_routing.py``) is given
 with the weights, its row-aligned values indexed as the rows are (the
 resample's too).
+  warn with the expert's name. An expert that refuses a sparse ``X`` is not
+  replaced: its error is raised, for the caller to name it.
 """
 
 import numpy as np
@@ -27,6 +29,7 @@ from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.validation import has_fit_parameter
 
 from ._metadata_routing import metadata_rows
+from ._validation import refuses_sparse
 
 # A bad hyper-parameter, an incomplete metadata request or no memory is the
 # user's to fix, not something a constant model should hide.
@@ -143,7 +146,9 @@ def fit_weighted(estimator, X, y, sample_weight, *, n_draws, seed, metadata=None
     except USER_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure on a share falls back
-        if is_out_of_memory(exc):
+        # an expert that cannot take sparse X fails on every share: the
+        # caller says so, naming it, rather than a constant model standing in
+        if is_out_of_memory(exc) or refuses_sparse(exc, X):
             raise
         failure = f"{type(exc).__name__}: {exc}"
         return constant_model(estimator, X, y, sample_weight), failure

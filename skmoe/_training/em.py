@@ -52,10 +52,10 @@ from .steps import (
     SEED_MAX,
     check_init_array,
     cv_splits,
-    fit_and_predict,
     fit_rows,
     gate_penalty,
     initial_responsibilities,
+    labelled_fit_and_predict,
     record_failure,
     routed_metadata,
 )
@@ -594,7 +594,7 @@ def _refit_jobs(
                 previous = state.fold_experts.get((j, fold))
                 keys.append((j, fold))
                 jobs.append(
-                    delayed(fit_and_predict)(
+                    delayed(labelled_fit_and_predict)(
                         clone(template) if previous is None else previous,
                         problem,
                         rows,
@@ -602,6 +602,7 @@ def _refit_jobs(
                         seeds[fold + 1],
                         np.intersect1d(need_rows[j], test),
                         routed_metadata(problem, j),
+                        f"expert {problem.names[j]!r} on fold {fold}",
                     )
                 )
             continue
@@ -610,7 +611,7 @@ def _refit_jobs(
         reusable = state.experts[j] is not None and not fell_back[j]
         keys.append((j, None))
         jobs.append(
-            delayed(fit_and_predict)(
+            delayed(labelled_fit_and_predict)(
                 state.experts[j] if reusable else clone(template),
                 problem,
                 own_rows[j],
@@ -618,6 +619,7 @@ def _refit_jobs(
                 seeds[0],
                 np.empty(0, dtype=np.intp) if final else need_rows[j],
                 routed_metadata(problem, j),
+                f"expert {problem.names[j]!r}",
             )
         )
     return keys, jobs

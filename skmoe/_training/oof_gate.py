@@ -230,7 +230,7 @@ class _GateOnRows:
                 return np.tile(np.log(self.gate.weights_), (len(self.weights), 1))
         if self.Z is None:
             return self.gate.predict_log_proba(self.X_rows)
-        return log_softmax(self.Z @ self.gate.coef_ + self.gate.intercept_, axis=1)
+        return log_softmax(self.gate._standardised_logits(self.Z), axis=1)
 
 
 def _routable(log_gate, active, n_candidates):

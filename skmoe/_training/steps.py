@@ -2,7 +2,8 @@
 
 * the starting responsibilities (``init``) and their validation;
 * the experts' M-step task: fit one expert on its weighted rows and predict
-  the rows the E-step needs (:func:`fit_and_predict`, a joblib task);
+  the rows the E-step needs (:func:`fit_and_predict`, a joblib task, and
+  :func:`labelled_fit_and_predict`, whose errors name the expert);
 * the gate's penalties at their strengths (:func:`gate_penalty`);
 * the folds of ``cv`` (:func:`cv_splits`).
 
@@ -18,6 +19,7 @@ from sklearn.model_selection._split import _CVIterableWrapper
 from .._balance import balance_penalty, z_loss_penalty
 from .._gates import fit_gate_features
 from .._metadata_routing import metadata_rows
+from .._validation import refuses_sparse, sparse_refused_error
 from .._weighted_fit import (
     USER_ERRORS,
     constant_model,
@@ -171,7 +173,7 @@ def fit_and_predict(
     except USER_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure falls back
-        if is_out_of_memory(exc):
+        if is_out_of_memory(exc) or refuses_sparse(exc, X):
             raise
         weights = data.sample_weight[rows] * responsibility
         fitted = constant_model(estimator, X[rows], y[rows], weights)
@@ -180,6 +182,27 @@ def fit_and_predict(
     if not predict_rows.size:
         output = data.likelihood.empty_output(0)
     return fitted, failure, predict_rows, output
+
+
+def labelled_fit_and_predict(
+    estimator, data, rows, responsibility, seed, predict_rows, metadata, where
+):
+    """:func:`fit_and_predict`, with an error that says which fit raised.
+
+    ``where`` names the fit (``"expert 'lr' on fold 2"``). An expert that
+    refuses a sparse ``X`` gets a :class:`~skmoe.SparseInputError` that
+    names it; any other error a note.
+    """
+    try:
+        return fit_and_predict(
+            estimator, data, rows, responsibility, seed, predict_rows, metadata
+        )
+    except Exception as exc:
+        if refuses_sparse(exc, data.X):
+            raise sparse_refused_error(where[:1].upper() + where[1:], exc) from exc
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"(skmoe: raised while fitting {where})")
+        raise
 
 
 def record_failure(failures, label, failure):

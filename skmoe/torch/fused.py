@@ -77,6 +77,7 @@ from torch import nn
 
 from .._gates import SoftmaxGate
 from .._likelihood import VARIANCE_FLOOR
+from .._validation import densify
 from ._persist import is_saved_module, load_module, save_module
 from .gates import (
     GateNetwork,
@@ -594,7 +595,7 @@ def fit_fused(
     if task == "regressor" and n_outputs != 1:
         raise ValueError("The fused regressor takes one target (n_outputs=1).")
     expert._validate_params()
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(densify(X, "The fused mixture"), dtype=np.float64)
     if not np.isfinite(X).all():
         raise ValueError("The fused mixture needs finite features (no NaN).")
     sample_weight = (
@@ -802,7 +803,7 @@ class FusedResult:
 
         ``n_chosen`` experts evaluate each row: it sets the batch size.
         """
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(densify(X, "The fused mixture"), dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
                 f"X must have shape (n_samples, {self.n_features}); got {X.shape}."

@@ -666,7 +666,10 @@ class MLPGate(_BaseGate):
     network_ : GateNetwork
         The trained torch module, on the CPU.
     features_ : Pipeline
-        The fitted imputer and scaler giving ``z``.
+        The fitted imputer and scaler giving ``z``. A sparse ``X`` is
+        densified (within ``skmoe._validation.MAX_DENSE_BYTES``, 1 GiB, else
+        a ValueError) and centred by the scaler's ``mean_``, which does not
+        centre sparse input itself (``with_mean=False``).
     n_experts_ : int
     n_iter_ : int
         Epochs run by the last ``fit`` or ``fit_mixture``.
@@ -752,7 +755,7 @@ class MLPGate(_BaseGate):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         responsibilities : array-like of shape (n_samples, n_experts)
             Rows in the simplex: the soft targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -776,7 +779,8 @@ class MLPGate(_BaseGate):
         )
         if not weights.sum() > 0:
             raise ValueError("sample_weight sums to zero: there is nothing to fit.")
-        Z = self._fit_features(X, weights)
+        # torch trains on dense tensors
+        Z = self._fit_dense_features(X, weights)
         random_state = self._random_state(restart=not warm_start)
         device = self._training_device()
         network = self._network(

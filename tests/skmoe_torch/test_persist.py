@@ -157,9 +157,9 @@ def test_a_loaded_expert_continues_training_as_the_original_does(
     original = Expert((4,), max_epochs=2, warm_start=True, random_state=0)
     original.fit(X, y)
     loaded = pickle.loads(pickle.dumps(original))
-    assert loaded.net_.history[:, "train_loss"] == original.net_.history[
-        :, "train_loss"
-    ]
+    assert (
+        loaded.net_.history[:, "train_loss"] == original.net_.history[:, "train_loss"]
+    )
     original.fit(X, y)
     loaded.fit(X, y)
     assert loaded.n_iter_ == original.n_iter_ == 4
