@@ -149,6 +149,10 @@ class MoEClassifier(
     n_init : int, default=1
         Number of initialisations of the in-sample algorithms; the one whose
         kept iterate has the lowest loss is kept. Not with ``"crossfit"``.
+        Restarts from ``init="uniform"`` (the ``"auto"`` start of a list of
+        experts) or an array differ only by the seeds they draw; when every
+        restart fits the same, a UserWarning says that ``n_init > 1`` only
+        costs time.
     cv : int, cross-validation generator or iterable, default=None
         The folds of ``training="crossfit"``: ``None`` is 5, stratified, as
         in ``StackingClassifier``. For the in-sample algorithms, when set,
