@@ -26,6 +26,7 @@ from ._experts import (
     resolve_experts,
 )
 from ._gates import GATE_OVERRIDES, GATES, resolve_gate
+from ._logging import progress_logging
 from ._mixins import VersionedStateMixin
 from ._routing import routed_weights, rows_by_expert, top_k_mask
 from ._sinkhorn import SINKHORN
@@ -262,7 +263,8 @@ class BaseMixtureOfExperts(
             strategy.check_options()
             _validate_gate(self._gate_template())
             data = self._fit_data(X, y, sample_weight, names, estimators)
-            result = strategy.fit(data, check_random_state(self.random_state))
+            with progress_logging(self.verbose):
+                result = strategy.fit(data, check_random_state(self.random_state))
             self._store_fit(result, data, strategy)
         return self
 

@@ -171,8 +171,14 @@ class MoEClassifier(
         Seeds the initialisation, the experts' own ``random_state`` where it
         is ``None``, and the resamples. An int makes every result repeatable.
     verbose : int, default=0
-        Print the loss of every EM iteration (every round under
-        ``"crossfit"``) when positive.
+        When positive, report the loss of every EM iteration (every round
+        under ``"crossfit"``, every epoch of a fused torch mixture) and a
+        summary of each initialisation. The lines are INFO records of the
+        ``"skmoe"`` loggers (:mod:`logging`): without any logging
+        configuration they are written to stderr; a user who configures
+        logging receives them through their own handlers, and
+        ``logging.getLogger("skmoe").setLevel(logging.WARNING)`` silences
+        them.
 
     Attributes
     ----------

@@ -95,7 +95,14 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     random_state : int, RandomState instance or None, default=None
         Makes every result repeatable when an int.
     verbose : int, default=0
-        Print the loss of every EM iteration when positive.
+        When positive, report the loss of every EM iteration (every round
+        under ``"crossfit"``, every epoch of a fused torch mixture) and a
+        summary of each initialisation. The lines are INFO records of the
+        ``"skmoe"`` loggers (:mod:`logging`): without any logging
+        configuration they are written to stderr; a user who configures
+        logging receives them through their own handlers, and
+        ``logging.getLogger("skmoe").setLevel(logging.WARNING)`` silences
+        them.
 
     Attributes
     ----------
