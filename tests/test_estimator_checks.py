@@ -4,14 +4,14 @@ The configurations here need no torch: the default ``training="crossfit"``
 (experts given as pairs, and clones of one template) and the in-sample
 ``"em"`` and ``"hard_em"``. Those with torch (``"backprop"``, an
 ``MLPGate``, torch experts, the fused mixture) are in
-tests/skmoe_torch/test_torch_estimator_checks.py, and share the reasons below.
+tests/skmoe_torch/test_torch_estimator_checks.py; the reason most expected
+failures share, RESCALED_WEIGHTS, is in tests/_helpers.py.
 
 Every expected failure is strict (scikit-learn >= 1.8): a check that starts
 passing must be taken off the list.
 """
 
 import pytest
-import sklearn
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -19,22 +19,18 @@ from sklearn.utils.estimator_checks import (
     check_sample_weight_equivalence_on_dense_data,
     parametrize_with_checks,
 )
-from sklearn.utils.fixes import parse_version
 
 import skmoe._base
 from skmoe import MoEClassifier, MoERegressor
 
-WEIGHT_CHECK = "check_sample_weight_equivalence_on_dense_data"
-
-#: Why a configuration fails WEIGHT_CHECK (a row of weight 2 must fit as two
-#: copies of it), by design.
-RESCALED_WEIGHTS = (
-    "sample_weight is rescaled to a mean of one over the rows with weight, so "
-    "that the fit does not depend on the weights' scale; the penalties in units "
-    "of total weight (the gate's C, LogisticRegression's C) then weigh a row of "
-    "weight 2 less than two copies of it. Without the rescaling the check "
-    "passes (test_weight_check_passes_without_the_rescaling)."
+from _helpers import (
+    RESCALED_WEIGHTS,
+    WEIGHT_CHECK,
+    expected_failures,
+    rescaled_weight_failures,
+    strict_xfails,
 )
+
 KMEANS_START = (
     # Clones of one template start from k-means clusters. KMeans seeds its
     # centres by weighted sampling, and a row of weight 2 is not drawn the
@@ -109,32 +105,6 @@ CONFIGURATIONS = [
     ),
 ]
 ESTIMATORS = [estimator for estimator, _ in CONFIGURATIONS]
-
-
-def expected_failures(configurations):
-    """``expected_failed_checks`` for :func:`parametrize_with_checks`."""
-
-    def lookup(estimator):
-        (failures,) = [found for est, found in configurations if est is estimator]
-        return failures
-
-    return lookup
-
-
-def strict_xfails():
-    """``xfail_strict=True`` where scikit-learn has it (1.8 and later)."""
-    if parse_version(sklearn.__version__) >= parse_version("1.8"):
-        return {"xfail_strict": True}
-    return {}
-
-
-def rescaled_weight_failures(configurations):
-    """The estimators expected to fail the weight check for the rescaling."""
-    return [
-        est
-        for est, failures in configurations
-        if failures.get(WEIGHT_CHECK) == RESCALED_WEIGHTS
-    ]
 
 
 @parametrize_with_checks(
