@@ -19,9 +19,15 @@ from sklearn.utils.validation import (
 
 from ._balance import BALANCE_PENALTIES
 from ._diagnostics import routing_report_frame, summarise_routing
-from ._experts import check_expert, check_top_k, resolve_experts
+from ._experts import (
+    check_expert,
+    check_pair_parameter_names,
+    check_top_k,
+    resolve_experts,
+)
 from ._gates import GATE_OVERRIDES, GATES, resolve_gate
 from ._metadata_routing import mixture_router, route_fit_params
+from ._logging import progress_logging
 from ._mixins import VersionedStateMixin
 from ._routing import routed_weights, rows_by_expert, top_k_mask
 from ._sinkhorn import SINKHORN
@@ -179,8 +185,10 @@ class BaseMixtureOfExperts(
         """Set parameters of the mixture, of an expert (``lr__C``), or replace one.
 
         An expert given as a pair can be replaced by name (``lr=Ridge()``) or
-        removed with ``lr='drop'``. Gate parameters (``gate__C``) work with
-        ``gate="softmax"`` too: the string is replaced by the gate it names.
+        removed with ``lr='drop'``; its parameters are ``lr__C``, as in
+        StackingClassifier (``experts__lr__C`` raises a ValueError that says
+        so). Gate parameters (``gate__C``) work with ``gate="softmax"`` too:
+        the string is replaced by the gate it names.
 
         Parameters
         ----------
@@ -190,6 +198,7 @@ class BaseMixtureOfExperts(
         -------
         self : estimator
         """
+        check_pair_parameter_names(params.get("experts", self.experts), params, self)
         gate = params.get("gate", self.gate)
         named = isinstance(gate, str) and gate in GATES
         if named and any(key.startswith("gate__") for key in params):
@@ -267,7 +276,8 @@ class BaseMixtureOfExperts(
             strategy.check_options()
             _validate_gate(self._gate_template())
             data = self._fit_data(X, y, sample_weight, names, estimators, fit_params)
-            result = strategy.fit(data, check_random_state(self.random_state))
+            with progress_logging(self.verbose):
+                result = strategy.fit(data, check_random_state(self.random_state))
             self._store_fit(result, data, strategy)
         return self
 

@@ -158,6 +158,10 @@ class MoEClassifier(
     n_init : int, default=1
         Number of initialisations of the in-sample algorithms; the one whose
         kept iterate has the lowest loss is kept. Not with ``"crossfit"``.
+        Restarts from ``init="uniform"`` (the ``"auto"`` start of a list of
+        experts) or an array differ only by the seeds they draw; when every
+        restart fits the same, a UserWarning says that ``n_init > 1`` only
+        costs time.
     cv : int, cross-validation generator or iterable, default=None
         The folds of ``training="crossfit"``: ``None`` is 5, stratified, as
         in ``StackingClassifier``. For the in-sample algorithms, when set,
@@ -179,8 +183,14 @@ class MoEClassifier(
         Seeds the initialisation, the experts' own ``random_state`` where it
         is ``None``, and the resamples. An int makes every result repeatable.
     verbose : int, default=0
-        Print the loss of every EM iteration (every round under
-        ``"crossfit"``) when positive.
+        When positive, report the loss of every EM iteration (every round
+        under ``"crossfit"``, every epoch of a fused torch mixture) and a
+        summary of each initialisation. The lines are INFO records of the
+        ``"skmoe"`` loggers (:mod:`logging`): without any logging
+        configuration they are written to stderr; a user who configures
+        logging receives them through their own handlers, and
+        ``logging.getLogger("skmoe").setLevel(logging.WARNING)`` silences
+        them.
 
     Attributes
     ----------

@@ -96,6 +96,44 @@ def _resolve_template(template, n_experts):
     return names, [template] * n_experts
 
 
+def check_pair_parameter_names(experts, params, owner):
+    """Refuse ``experts__<name>__<param>`` for experts given as pairs.
+
+    ``experts__`` reaches the parameters of a single template; experts
+    given as ``(name, estimator)`` pairs are reached by their names
+    (``lr__C``), as in ``StackingClassifier``. Without this check
+    ``set_params`` would fail with an AttributeError on the list.
+
+    Parameters
+    ----------
+    experts : list of (str, estimator) or estimator
+        The ``experts`` the parameters are set on.
+    params : dict
+        The keyword arguments of ``set_params``.
+    owner : estimator
+        The mixture, named in the message.
+    """
+    if not isinstance(experts, list):
+        return
+    prefixed = sorted(key for key in params if key.startswith("experts__"))
+    if not prefixed:
+        return
+    key = prefixed[0]
+    rest = key.removeprefix("experts__")
+    names = [item[0] for item in experts if isinstance(item, tuple | list) and item]
+    if rest.partition("__")[0] in names:
+        use = f"use {rest!r}"
+    else:
+        listed = ", ".join(repr(name) for name in names)
+        use = f"use '<name>__{rest}' with the name of one of them ({listed})"
+    raise ValueError(
+        f"Invalid parameter {key!r} for {type(owner).__name__}: experts given as "
+        "(name, estimator) pairs are reached by their names, as in "
+        f"StackingClassifier; {use}. experts__<param> is for a single template "
+        "estimator cloned n_experts times."
+    )
+
+
 def _is_drop(estimator):
     return isinstance(estimator, str) and estimator == "drop"
 

@@ -88,6 +88,10 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     n_init : int, default=1
         Number of initialisations of the in-sample algorithms; the one whose
         kept iterate has the lowest loss is kept. Not with ``"crossfit"``.
+        Restarts from ``init="uniform"`` (the ``"auto"`` start of a list of
+        experts) or an array differ only by the seeds they draw; when every
+        restart fits the same, a UserWarning says that ``n_init > 1`` only
+        costs time.
     cv : int, cross-validation generator or iterable, default=None
         The folds of ``"crossfit"`` (``None`` is 5, as in
         ``StackingRegressor``); for the in-sample algorithms, when set, the
@@ -102,7 +106,14 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     random_state : int, RandomState instance or None, default=None
         Makes every result repeatable when an int.
     verbose : int, default=0
-        Print the loss of every EM iteration when positive.
+        When positive, report the loss of every EM iteration (every round
+        under ``"crossfit"``, every epoch of a fused torch mixture) and a
+        summary of each initialisation. The lines are INFO records of the
+        ``"skmoe"`` loggers (:mod:`logging`): without any logging
+        configuration they are written to stderr; a user who configures
+        logging receives them through their own handlers, and
+        ``logging.getLogger("skmoe").setLevel(logging.WARNING)`` silences
+        them.
 
     Attributes
     ----------

@@ -1,6 +1,11 @@
 """Warnings and errors skmoe raises, so that users can filter or catch them
 by category."""
 
+from sklearn import __version__ as sklearn_version
+from sklearn.exceptions import (
+    InconsistentVersionWarning as _SklearnInconsistentVersionWarning,
+)
+
 
 class ExpertFallbackWarning(UserWarning):
     """An expert could not be fitted on its share of the data.
@@ -19,8 +24,15 @@ class ExpertCollapseWarning(UserWarning):
     """
 
 
-class InconsistentVersionWarning(UserWarning):
+class InconsistentVersionWarning(_SklearnInconsistentVersionWarning):
     """A fitted skmoe estimator was loaded by a different skmoe version.
+
+    A subclass of scikit-learn's
+    :class:`sklearn.exceptions.InconsistentVersionWarning` (a
+    ``UserWarning``), so that a filter on scikit-learn's category, e.g.
+    ``warnings.simplefilter("error", sklearn.exceptions.InconsistentVersionWarning)``,
+    covers skmoe's too. scikit-learn's own warning (a different scikit-learn
+    version) is raised separately.
 
     Parameters
     ----------
@@ -30,10 +42,43 @@ class InconsistentVersionWarning(UserWarning):
         The version of skmoe doing the loading.
     original_version : str
         The version of skmoe that saved the estimator.
+    current_sklearn_version : str, default=None
+        The version of scikit-learn doing the loading; None is the one
+        installed.
+    original_sklearn_version : str, default=None
+        The version of scikit-learn the estimator was saved with; None is
+        ``"unknown"``, as for skmoe's pickles, which do not record it (each
+        scikit-learn expert inside records its own, and scikit-learn warns
+        for it).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn.exceptions import InconsistentVersionWarning as SklearnWarning
+    >>> from skmoe import InconsistentVersionWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("ignore", SklearnWarning)
+    ...     warnings.warn(InconsistentVersionWarning(
+    ...         estimator_name="MoEClassifier", current_version="0.2",
+    ...         original_version="0.1"))
+    >>> caught
+    []
     """
 
-    def __init__(self, *, estimator_name, current_version, original_version):
-        self.estimator_name = estimator_name
+    def __init__(
+        self,
+        *,
+        estimator_name,
+        current_version,
+        original_version,
+        current_sklearn_version=None,
+        original_sklearn_version=None,
+    ):
+        super().__init__(
+            estimator_name=estimator_name,
+            current_sklearn_version=current_sklearn_version or sklearn_version,
+            original_sklearn_version=original_sklearn_version or "unknown",
+        )
         self.current_version = current_version
         self.original_version = original_version
 

@@ -464,12 +464,12 @@ def test_an_expert_that_holds_no_rows_collapses_and_is_never_routed_to():
     assert r2_score(y, moe.predict(X)) > 0.95
 
 
-def test_verbose_reports_each_round(capsys):
+def test_verbose_reports_each_round(caplog):
     X, y, _ = regime_data(n_samples=200)
     MoERegressor(
         LinearRegression(), n_experts=2, training="crossfit", verbose=1, random_state=0
     ).fit(X, y)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "round 0: held-out loss" in out
     assert "Kept round" in out
 

@@ -387,6 +387,72 @@ def test_n_init_is_never_worse_than_its_first_run():
     assert five.loss_ <= one.loss_ + 1e-12
 
 
+def _fit_recording_user_warnings(moe):
+    """Fit on a small problem; the plain UserWarnings it raised."""
+    X, y = regime_classification(n_samples=150)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moe.fit(X, y)
+    return [w for w in caught if w.category is UserWarning]
+
+
+def _deterministic_experts():
+    # the default lbfgs ignores LogisticRegression's random_state and
+    # GaussianNB has none: from one start, every restart fits the same
+    return [("lr", LogisticRegression()), ("nb", GaussianNB())]
+
+
+@pytest.mark.parametrize("init", ["auto", "uniform"])
+def test_identical_uniform_restarts_warn_that_they_only_cost_time(init):
+    params = dict(training="em", max_iter=3, init=init, random_state=0)
+    moe = MoEClassifier(_deterministic_experts(), n_init=3, **params)
+    (warning,) = _fit_recording_user_warnings(moe)
+    message = str(warning.message)
+    assert "n_init=3 initialisations of MoEClassifier all gave identical" in message
+    assert "only costs time" in message and f"init={init!r}" in message
+    assert warning.filename == __file__  # raised at the user's fit call
+    # a warning only: the fit is the one of n_init=1
+    single = MoEClassifier(_deterministic_experts(), n_init=1, **params)
+    assert _fit_recording_user_warnings(single) == []
+    X, _ = regime_classification(n_samples=150)
+    np.testing.assert_array_equal(moe.predict_proba(X), single.predict_proba(X))
+    assert moe.loss_curve_ == single.loss_curve_
+
+
+def test_identical_restarts_from_an_array_init_warn():
+    X, _ = regime_classification(n_samples=150)
+    init = np.tile([0.3, 0.7], (len(X), 1))
+    moe = MoEClassifier(
+        _deterministic_experts(), training="em", n_init=2, init=init, max_iter=2
+    )
+    (warning,) = _fit_recording_user_warnings(moe)
+    assert "an array init starts every run" in str(warning.message)
+
+
+@pytest.mark.parametrize(
+    "experts, init",
+    [
+        (_deterministic_experts(), "random"),  # the starts differ
+        (LogisticRegression(), "kmeans"),
+        # uniform, but a seeded random expert makes the runs differ
+        (
+            [
+                ("lr", LogisticRegression()),
+                ("tree", DecisionTreeClassifier(max_depth=3, max_features=1)),
+            ],
+            "uniform",
+        ),
+    ],
+)
+def test_restarts_that_differ_do_not_warn(experts, init):
+    n_experts = None if isinstance(experts, list) else 2
+    moe = MoEClassifier(
+        experts, n_experts=n_experts, training="em", n_init=3, init=init,
+        max_iter=3, random_state=0,
+    )  # fmt: skip
+    assert _fit_recording_user_warnings(moe) == []
+
+
 # -- the sparse M-step ------------------------------------------------------
 
 
@@ -723,7 +789,7 @@ def test_cv_that_skips_samples_is_refused():
 # -- verbose ----------------------------------------------------------------
 
 
-def test_verbose_prints_one_line_per_iteration(capsys):
+def test_verbose_logs_one_line_per_iteration(caplog):
     X, y, _ = regime_data(n_samples=100)
     moe = quiet_fit(
         MoERegressor(
@@ -739,7 +805,10 @@ def test_verbose_prints_one_line_per_iteration(capsys):
         X,
         y,
     )
-    out = capsys.readouterr().out
+    # INFO records of the "skmoe" loggers (tests/test_logging.py: visible
+    # without any logging configuration)
+    assert all(record.name.startswith("skmoe.") for record in caplog.records)
+    out = caplog.text
     lines = [line for line in out.splitlines() if "EM iteration" in line]
     assert 2 <= len(lines) <= 8  # both restarts
     assert any(f"iteration {moe.n_iter_}:" in line for line in lines)

@@ -192,6 +192,34 @@ def test_n_experts_mismatch_with_a_list(n_experts):
         resolve(experts, n_experts=n_experts)
 
 
+# -- nested parameters of experts given as pairs --------------------------------
+
+
+def test_experts_prefix_with_pairs_says_to_use_the_expert_name():
+    lr = LogisticRegression()
+    moe = MoEClassifier([("lr", lr), ("tree", DecisionTreeClassifier())])
+    with pytest.raises(ValueError, match=r"'experts__lr__C'.*use 'lr__C'"):
+        moe.set_params(experts__lr__C=1)
+    assert lr.C == 1.0  # nothing was set
+    moe.set_params(lr__C=2)
+    assert lr.C == 2
+
+
+def test_experts_prefix_without_an_expert_name_lists_the_names():
+    moe = MoERegressor([("lin", LinearRegression()), ("ridge", Ridge())])
+    with pytest.raises(ValueError, match=r"'<name>__alpha'.*\('lin', 'ridge'\)"):
+        moe.set_params(experts__alpha=1.0)
+
+
+def test_experts_prefix_is_checked_against_experts_set_in_the_same_call():
+    moe = MoEClassifier(LogisticRegression(), n_experts=2)
+    with pytest.raises(ValueError, match="use 'lr__C'"):
+        moe.set_params(experts=[("lr", LogisticRegression())], experts__lr__C=1)
+    # a single template keeps its experts__ parameters
+    moe.set_params(experts__C=3.0)
+    assert moe.experts.C == 3.0
+
+
 # -- seeded_clones ----------------------------------------------------------------
 
 

@@ -179,3 +179,78 @@ def test_no_test_folder_shadows_an_optional_dependency():
     tests = Path(__file__).parent
     for name in ("torch", "skorch"):
         assert not (tests / name).exists(), f"rename tests/{name}/"
+
+
+def _torch_models():
+    """Fitted mixtures with torch parts, by name (tiny: one epoch each): torch
+    experts, an MLPGate, and the fused all-torch module."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from skmoe import MLPGate, MoEClassifier, TorchMLPClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 2)
+    y = (X[:, 0] > 0).astype(int)
+    epoch = dict(max_epochs=1, device="cpu", random_state=0)
+    gate = MLPGate((4,), max_epochs=1, n_epochs=1, device="cpu", random_state=0)
+    fitted = {
+        "torch experts": MoEClassifier(
+            TorchMLPClassifier((4,), **epoch), n_experts=2, cv=2, random_state=0
+        ).fit(X, y),
+        "MLPGate": MoEClassifier(
+            LogisticRegression(),
+            n_experts=2,
+            gate=gate,
+            training="em",
+            max_iter=1,
+            random_state=0,
+        ).fit(X, y),
+        "fused": MoEClassifier(
+            TorchMLPClassifier((4,), **epoch),
+            n_experts=2,
+            training="backprop",
+            max_iter=1,
+            random_state=0,
+        ).fit(X, y),
+    }
+    assert fitted["fused"].fused_ is not None
+    return fitted
+
+
+def test_without_torch_loading_a_torch_model_names_the_extra(tmp_path):
+    """A model with torch parts, saved where torch is, loaded where it is not:
+    an ImportError that names the extra, not an AttributeError on one of
+    skmoe.torch's private classes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    import warnings
+
+    import joblib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = _torch_models()
+    paths = {}
+    for i, (name, model) in enumerate(models.items()):
+        paths[name] = str(tmp_path / f"model_{i}.joblib")
+        joblib.dump(model, paths[name])
+
+    result = run_python(
+        f"""
+        import joblib
+        for name, path in {paths!r}.items():
+            try:
+                joblib.load(path)
+            except ImportError as exc:
+                message = str(exc)
+                assert 'pip install "skmoe[torch]"' in message, (name, message)
+                assert "load a saved model" in message, (name, message)
+            else:
+                raise AssertionError(f"{{name}}: loaded without torch")
+        print("ok")
+        """,
+        without_torch=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout

@@ -7,6 +7,7 @@ EM and stores. A strategy owns its checks of the options it refuses and its
 convergence message; the estimators know none of the algorithms.
 """
 
+import logging
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -16,6 +17,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from .._warnings import ExpertCollapseWarning, ExpertFallbackWarning
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,13 @@ class TrainingStrategy(ABC):
 
 
 class VerboseReporter:
-    """Progress lines of one fit, as ``sklearn.mixture.BaseMixture`` prints them.
+    """Progress lines of one fit, as ``sklearn.mixture.BaseMixture`` reports them.
 
-    ``verbose=0`` prints nothing; a positive ``verbose`` prints the start
+    ``verbose=0`` reports nothing; a positive ``verbose`` reports the start
     and the end of each initialisation (or stage), and every iteration with
-    its time.
+    its time. The lines are INFO records of this module's logger, a child of
+    the ``"skmoe"`` logger; :func:`skmoe._logging.progress_logging` makes
+    them visible during a verbose fit.
     """
 
     def __init__(self, verbose):
@@ -160,18 +165,18 @@ class VerboseReporter:
 
     def begin(self, label):
         if self.verbose:
-            print(label)
+            _LOGGER.info("%s", label)
         self._started = self._iteration_started = time.perf_counter()
 
     def iteration(self, text):
         if self.verbose:
             now = time.perf_counter()
-            print(f"  {text} in {now - self._iteration_started:.2f}s")
+            _LOGGER.info("  %s in %.2fs", text, now - self._iteration_started)
             self._iteration_started = now
 
     def end(self, text):
         if self.verbose:
-            print(f"{text}, {time.perf_counter() - self._started:.2f}s")
+            _LOGGER.info("%s, %.2fs", text, time.perf_counter() - self._started)
 
 
 def warn_about_fit(result, strategy):

@@ -28,6 +28,7 @@ run stops when it changes by less than ``tol`` (a per-sample average, so
 """
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from inspect import signature
 
@@ -813,7 +814,8 @@ class EMStrategy(TrainingStrategy):
     def _best_run(self, problem, data, init, n_routed, random_state):
         """Run EM from ``n_init`` initialisations; the lowest objective's state."""
         moe = self.moe
-        best = None
+        best = first = None
+        identical = True
         reporter = VerboseReporter(moe.verbose)
         for restart in range(moe.n_init):
             reporter.begin(f"Initialisation {restart + 1} of {moe.n_init}")
@@ -830,8 +832,14 @@ class EMStrategy(TrainingStrategy):
                 f"Initialisation {restart + 1} {status} after {state.n_iter} "
                 f"iterations, loss {state.loss:.6f}"
             )
+            if first is None:
+                first = state
+            else:
+                identical = identical and _same_run(first, state)
             if best is None or state.objective < best.objective:
                 best = state
+        if moe.n_init > 1 and identical:
+            _warn_identical_restarts(moe)
         return best
 
     def _resolved_init(self, n_samples, n_routed):
@@ -858,6 +866,41 @@ class EMStrategy(TrainingStrategy):
             f"{name} did not converge in max_iter={self.moe.max_iter} EM iterations "
             f"({why}). Increase max_iter or tol."
         )
+
+
+def _same_run(a, b):
+    """Whether two EM runs fitted the same: the same losses and responsibilities."""
+    return a.loss_curve == b.loss_curve and np.array_equal(
+        a.responsibilities, b.responsibilities
+    )
+
+
+def _warn_identical_restarts(moe):
+    """Every restart repeated the first: say so, since each one cost a full run.
+
+    Restarts differ by their initial responsibilities and by the seeds drawn
+    for the experts and the gate; with ``init="uniform"`` (the start of a
+    list of experts under ``init="auto"``) or an array, only the seeds
+    change, and experts that ignore theirs (``LogisticRegression`` with its
+    default solver) fit the same every time. Drawing other starts instead
+    would change what such configurations fit, so the restarts are left as
+    they are, and the user is told.
+    """
+    if isinstance(moe.init, str):
+        start = f"init={moe.init!r}"
+        if moe.init == "auto":
+            start += " (uniform responsibilities for a list of experts)"
+    else:
+        start = "an array init"
+    warnings.warn(
+        f"The n_init={moe.n_init} initialisations of {type(moe).__name__} all "
+        f"gave identical fits: {start} starts every run from the same "
+        "responsibilities, and the experts and the gate fitted the same way "
+        f"each time, so n_init > 1 only costs time here. Use init='random' or "
+        "init='kmeans' for restarts that differ, or n_init=1.",
+        UserWarning,
+        stacklevel=6,  # the user's fit (through _fit_context's wrapper, _best_run)
+    )
 
 
 def check_gate_step_available(gate):

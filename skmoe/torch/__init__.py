@@ -15,7 +15,9 @@
   stopping rule.
 
 torch and skorch are an optional extra (``pip install "skmoe[torch]"``):
-importing this package without them raises an ImportError naming it. The
+importing this package without them raises an ImportError naming it. So
+does loading (joblib, pickle) a saved model with torch parts, since its
+pickle names classes of this package (``tests/test_optional_torch.py``). The
 modules here import torch at their top. Nothing outside this package imports
 it except :mod:`skmoe._torch_bridge`, inside functions (see its docstring for
 the rule, which ``tests/test_import_graph.py`` checks).
@@ -26,8 +28,9 @@ try:
     import torch  # noqa: F401
 except ImportError as exc:
     raise ImportError(
-        f"skmoe.torch needs torch and skorch, which are not installed ({exc}). "
-        'Install them with: pip install "skmoe[torch]"'
+        "skmoe.torch (skmoe's torch experts and gates, also needed to load a "
+        "saved model that holds them) needs torch and skorch, which are not "
+        f'installed ({exc}). Install them with: pip install "skmoe[torch]"'
     ) from exc
 
 from .gates import MLPGate  # noqa: E402

@@ -86,6 +86,7 @@ from .gates import (
     _activation_layer,
     _hidden_sizes,
 )
+from .gates import device_available as _available
 from .gates import resolve_device as _resolve_device
 from .mlp import (
     _SEED_MAX,
@@ -693,19 +694,6 @@ def _prediction_rows(n_chosen, device):
     """
     pairs = 2**14 if torch.device(device).type == "cpu" else 2**20
     return max(1, pairs // n_chosen)
-
-
-def _available(device):
-    """Whether tensors can be put on ``device`` on this machine."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return True
-    if device.type == "cuda":
-        index = device.index or 0
-        return torch.cuda.is_available() and index < torch.cuda.device_count()
-    if device.type == "mps":
-        return torch.backends.mps.is_available()
-    return False
 
 
 class FusedResult:

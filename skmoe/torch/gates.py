@@ -40,7 +40,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
 from torch import nn
 
 from .._gates import _SEED_MAX, _BaseGate
@@ -52,17 +56,64 @@ _ACTIVATIONS = ("relu", "tanh", "logistic", "gelu")
 
 
 def resolve_device(device):
-    """``"auto"`` is ``"cuda"`` where CUDA is available, else ``"cpu"``."""
+    """The device to train on, checked to be usable on this machine.
+
+    ``"auto"`` is ``"cuda"`` where CUDA is available, else ``"cpu"``. A CUDA
+    or MPS device that this torch build or this machine lacks is refused
+    with a ValueError that says what to use instead, rather than torch's
+    AssertionError deep inside training. It is an
+    ``InvalidParameterError``, the error of a bad hyper-parameter, so that
+    a mixture raises it rather than let a constant model stand in for the
+    expert.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(
+        raise InvalidParameterError(
             f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' "
             "or e.g. 'cuda:1'."
         ) from exc
+    if parsed.type in ("cuda", "mps") and not device_available(parsed):
+        raise InvalidParameterError(_missing_device_message(device, parsed))
     return device
+
+
+def device_available(device):
+    """Whether tensors can be put on ``device`` on this machine."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        index = device.index or 0
+        return torch.cuda.is_available() and index < torch.cuda.device_count()
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    return False
+
+
+def _missing_device_message(device, parsed):
+    """What is missing for ``device`` (CUDA or MPS), and what to use instead."""
+    instead = "use device='cpu' (or 'auto', which takes CUDA where there is one)"
+    if parsed.type == "mps":
+        return f"device={device!r}: MPS is not available on this machine; {instead}."
+    if torch.version.cuda is None:
+        return (
+            f"device={device!r}: CUDA is not available in this torch build "
+            f"(torch {torch.__version__} was built without CUDA); {instead}, or "
+            "install a CUDA build of torch."
+        )
+    if not torch.cuda.is_available():
+        return (
+            f"device={device!r}: CUDA is not available on this machine (no GPU, "
+            f"or its driver is missing); {instead}."
+        )
+    count = torch.cuda.device_count()
+    return (
+        f"device={device!r}: this machine has {count} CUDA device(s), "
+        f"'cuda:0' to 'cuda:{count - 1}'; name one of them, or {instead}."
+    )
 
 
 def _activation_layer(name):
@@ -653,7 +704,9 @@ class MLPGate(_BaseGate):
         Weight of the router z-loss.
     device : str or torch.device, default="auto"
         Where the network trains: ``"auto"`` is ``"cuda"`` when
-        ``torch.cuda.is_available()``, else ``"cpu"``.
+        ``torch.cuda.is_available()``, else ``"cpu"``. ``fit`` raises a
+        ValueError for a CUDA or MPS device this machine or torch build
+        lacks.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, shuffling and noise. A cold ``fit``
         restarts from it; warm fits and ``fit_mixture`` calls continue its

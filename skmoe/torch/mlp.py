@@ -553,7 +553,8 @@ _PARAMETERS_DOC = """
     device : str or torch.device, default="auto"
         Where the network trains and predicts: ``"auto"`` is ``"cuda"`` when
         ``torch.cuda.is_available()``, else ``"cpu"``; any torch device
-        (``"cuda:1"``, ``"mps"``) may be named.
+        (``"cuda:1"``, ``"mps"``) may be named. ``fit`` raises a ValueError
+        for a CUDA or MPS device this machine or torch build lacks.
     warm_start : bool, default=False
         When True, ``fit`` continues training the network of the previous
         ``fit`` (weights and optimiser state) for ``max_epochs`` more epochs,

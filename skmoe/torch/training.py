@@ -18,10 +18,13 @@ The TorchMLP experts train through skorch's own loop.
   ``MLPClassifier`` (without ``early_stopping``), on the epoch loss.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class NoImprovement:
@@ -128,7 +131,8 @@ def train_minibatches(
         every epoch.
     n_iter_no_change : int or None, default=None
     verbose : int, default=0
-        When positive, print each epoch's terms.
+        When positive, log each epoch's terms (an INFO record of this
+        module's logger, a child of ``"skmoe"``; see :mod:`skmoe._logging`).
 
     Returns
     -------
@@ -166,7 +170,7 @@ def train_minibatches(
             terms_line = "  ".join(
                 f"{name} {value:.6f}" for name, value in epoch_terms.items()
             )
-            print(f"epoch {epoch + 1:4d}  {terms_line}")
+            _LOGGER.info("epoch %4d  %s", epoch + 1, terms_line)
         if stop is not None and stop.update(epoch_terms["loss"]):
             run.stopped = True
             break

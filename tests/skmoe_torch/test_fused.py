@@ -737,6 +737,17 @@ def test_fused_convergence_is_reported():
     assert loose.n_iter_ == 1 + 11
 
 
+def test_fused_mixture_refuses_cuda_on_a_cpu_build_before_training():
+    X, y = two_regime_classes(60)
+    moe = torch_moe("classifier", top_k=1)
+    moe.set_params(experts__device="cuda")
+    with patch("torch.version.cuda", None):
+        with patch("torch.cuda.is_available", lambda *_: False):
+            with pytest.raises(ValueError, match="CUDA is not available in this"):
+                moe.fit(X, y)
+    assert not hasattr(moe, "fused_")
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fused_estimator_joblib_round_trip_without_cuda(tmp_path):
     """Saved with a CUDA training record, loaded where CUDA is missing."""

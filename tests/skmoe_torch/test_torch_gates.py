@@ -6,6 +6,8 @@ without torch are in tests/test_optional_torch.py.
 
 import doctest
 import pickle
+from contextlib import ExitStack
+from unittest.mock import patch
 
 import joblib
 import numpy as np
@@ -251,6 +253,74 @@ def test_hidden_layer_sizes_must_be_positive():
     # () is a linear gate
     gate = MLPGate((), device="cpu", max_epochs=2).fit(X, R)
     assert len(gate.network_.logit_weights()) == 1
+
+
+# -- devices ------------------------------------------------------------------------
+
+_CPU_BUILD = {"torch.version.cuda": None, "torch.cuda.is_available": lambda: False}
+
+
+def _as_if(settings):
+    """Patch torch's view of this machine (a CPU build, no GPU, one GPU)."""
+    stack = ExitStack()
+    for target, value in settings.items():
+        stack.enter_context(patch(target, value))
+    return stack
+
+
+@pytest.mark.parametrize(
+    "machine, device, message",
+    [
+        (_CPU_BUILD, "cuda", "CUDA is not available in this torch build"),
+        (
+            {"torch.version.cuda": "12.4", "torch.cuda.is_available": lambda: False},
+            "cuda:0",
+            "CUDA is not available on this machine",
+        ),
+        (
+            {
+                "torch.version.cuda": "12.4",
+                "torch.cuda.is_available": lambda: True,
+                "torch.cuda.device_count": lambda: 1,
+            },
+            "cuda:3",
+            r"has 1 CUDA device\(s\), 'cuda:0' to 'cuda:0'",
+        ),
+        ({"torch.backends.mps.is_available": lambda: False}, "mps", "MPS is not"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_refused_with_what_to_use(
+    machine, device, message
+):
+    with _as_if(machine):
+        with pytest.raises(ValueError, match=message) as caught:
+            torch_gates.resolve_device(device)
+    assert "use device='cpu'" in str(caught.value)
+    # a bad hyper-parameter: a mixture raises it, no constant model hides it
+    assert isinstance(caught.value, InvalidParameterError)
+
+
+def test_available_devices_and_auto_are_accepted():
+    with _as_if(_CPU_BUILD):
+        assert torch_gates.resolve_device("auto") == "cpu"
+    assert torch_gates.resolve_device("cpu") == "cpu"
+    assert torch_gates.resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_mlp_gate_refuses_cuda_on_a_cpu_build_at_fit():
+    X, R, _ = xor_problem(n=40)
+    gate = fast_mlp(device="cuda")  # construction accepts it: checked at fit
+    with _as_if(_CPU_BUILD):
+        with pytest.raises(ValueError, match="CUDA is not available in this torch"):
+            gate.fit(X, R)
+    assert not hasattr(gate, "network_")
+
+
+@pytest.mark.skipif(torch.version.cuda is not None, reason="a CUDA build of torch")
+def test_cuda_on_this_cpu_build_is_refused_without_patching():
+    X, R, _ = xor_problem(n=40)
+    with pytest.raises(ValueError, match="CUDA is not available in this torch build"):
+        fast_mlp(device="cuda").fit(X, R)
 
 
 def test_l2_follows_alpha():

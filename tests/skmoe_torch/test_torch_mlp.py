@@ -18,7 +18,13 @@ from sklearn.datasets import make_classification
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch.exceptions import DeviceWarning
 
-from skmoe import MoEClassifier, MoERegressor, TorchMLPClassifier, TorchMLPRegressor
+from skmoe import (
+    ExpertFallbackWarning,
+    MoEClassifier,
+    MoERegressor,
+    TorchMLPClassifier,
+    TorchMLPRegressor,
+)
 from skmoe.torch.mlp import _resolve_device
 
 from _helpers import (
@@ -469,6 +475,25 @@ def test_bad_device_is_refused(regression):
     X, y = regression
     with pytest.raises(ValueError, match="not a torch device"):
         _regressor(device="warp-drive").fit(X, y)
+
+
+def test_cuda_on_a_cpu_build_is_refused_at_fit_even_inside_a_mixture(
+    classification,
+):
+    """torch's own error is an AssertionError ("Torch not compiled with CUDA
+    enabled"), which a mixture would hide behind a constant model."""
+    X, y = classification
+    with patch("torch.version.cuda", None):
+        with patch("torch.cuda.is_available", lambda *_: False):
+            with pytest.raises(ValueError, match="use device='cpu'"):
+                _classifier(device="cuda").fit(X, y)
+            moe = MoEClassifier(
+                _classifier(device="cuda"), n_experts=2, max_iter=2, random_state=0
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ExpertFallbackWarning)
+                with pytest.raises(ValueError, match="CUDA is not available in this"):
+                    moe.fit(X, y)
 
 
 def test_float32_inside_float64_out(classification):

@@ -1,5 +1,6 @@
 """skmoe.torch.training: the one minibatch loop and its stopping rule."""
 
+import logging
 import warnings
 
 import numpy as np
@@ -76,3 +77,30 @@ def test_the_loop_averages_the_terms_by_the_batches_weight():
     expected = float(weight @ data["x"] / weight.sum())
     np.testing.assert_allclose(run.curves["mean"], [expected] * 3, rtol=1e-6)
     assert list(run.curves) == ["loss", "mean"] and not run.stopped
+
+
+def test_verbose_logs_each_epochs_terms(caplog):
+    caplog.set_level(logging.INFO, logger="skmoe")
+    module = torch.nn.Module()
+    module.parameter = torch.nn.Parameter(torch.zeros(()))
+
+    def batch_loss(module, batch, v, generator):
+        return {"loss": (module.parameter - v @ batch["x"]) ** 2}
+
+    arguments = (
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.0),
+        batch_loss,
+        {"x": torch.tensor([1.0, 2.0])},
+        torch.ones(2),
+    )
+    train_minibatches(*arguments, n_epochs=2, batch_size=2, verbose=1)
+    records = [r for r in caplog.records if r.name == "skmoe.torch.training"]
+    assert [r.getMessage() for r in records] == [
+        "epoch    1  loss 2.250000",
+        "epoch    2  loss 2.250000",
+    ]
+    assert all(r.levelno == logging.INFO for r in records)
+    caplog.clear()
+    train_minibatches(*arguments, n_epochs=2, batch_size=2)
+    assert caplog.records == []
