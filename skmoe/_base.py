@@ -26,8 +26,8 @@ from ._experts import (
     resolve_experts,
 )
 from ._gates import GATE_OVERRIDES, GATES, resolve_gate
-from ._metadata_routing import mixture_router, route_fit_params
 from ._logging import progress_logging
+from ._metadata_routing import mixture_router, route_fit_params
 from ._mixins import VersionedStateMixin
 from ._routing import routed_weights, rows_by_expert, top_k_mask
 from ._sinkhorn import SINKHORN
