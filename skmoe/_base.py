@@ -609,9 +609,14 @@ class BaseMixtureOfExperts(
             )
             # sparse X goes to the experts as it is: the mixture takes it
             # when they all do (and the gate does; the named ones do)
-            tags.input_tags.sparse = all(
-                get_tags(estimator).input_tags.sparse for estimator in estimators
-            ) and (isinstance(self.gate, str) or get_tags(self.gate).input_tags.sparse)
+            tags.input_tags.sparse = getattr(
+                strategy_for(self, estimators), "accepts_sparse", False
+            ) or (
+                all(get_tags(estimator).input_tags.sparse for estimator in estimators)
+                and (
+                    isinstance(self.gate, str) or get_tags(self.gate).input_tags.sparse
+                )
+            )
         except (TypeError, ValueError):
             tags.input_tags.allow_nan = False
             tags.input_tags.sparse = False

@@ -52,6 +52,9 @@ class FusedStrategy(TrainingStrategy):
     """Train the fused module ``n_init`` times; keep the lowest objective."""
 
     name = "fused"
+    # the fused module densifies a sparse X itself (under the memory guard of
+    # skmoe._validation.densify), whatever its experts' own tags say
+    accepts_sparse = True
 
     def check_options(self):
         check_noisy_gating(self.moe)
