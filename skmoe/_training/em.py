@@ -48,7 +48,6 @@ from .._bias import (
     bias_rate,
     biased_routing,
     loads_balanced,
-    selection_load,
 )
 from .._experts import seeded_clones
 from .._gates import SoftmaxGate
@@ -263,8 +262,11 @@ def run_em(problem, templates, responsibilities, random_state):
             # or a routing bias, trade likelihood for balance by design: the
             # last iterate is the most balanced, and is kept.
             best = Snapshot.of(state, iteration, R, R_next)
+        # an expert holds the rows it is fitted on: under a routing bias, those
+        # the bias balances, whatever share of the posterior the gate learns
+        held = R_next if state.bias is None else R.copy()
         changed = _handle_collapse(
-            problem, state, R_next, log_mixture, log_gate, reseeded, iteration
+            problem, state, held, log_mixture, log_gate, reseeded, iteration
         )
 
         change = np.inf if iteration == 0 else state.loss_curve[-2] - loss
@@ -359,30 +361,28 @@ def _bias_iteration(problem, state, log_gate):
     the routing is still unbalanced (the run is then not converged).
 
     The loads are those of prediction's routing of the training rows: each
-    row's ``top_k`` of the gate's log weights plus the bias. Under EM the
-    bias steps on them until they are balanced
-    (:func:`~skmoe._bias.balance_bias`); under backprop the gate's
-    minibatches took the steps (``fit_mixture``), and the loads are only
-    read.
+    row's ``top_k`` of the gate's log weights plus the bias, which steps on
+    them until they are balanced (:func:`~skmoe._bias.balance_bias`). Under
+    backprop the gate's minibatches have taken steps already
+    (``fit_mixture``), which steer its training; these steps finish the
+    balance on all the rows. Without them an expert the minibatches left
+    without rows, refitted on none, was a constant model the gate then
+    pushed further down, and stayed dead: on the 569 rows of the breast
+    cancer set (15 minibatches a gate step), 8 tree clones, ``top_k=1``,
+    three of eight were.
     """
     if state.bias is None:
         return False
     balanced = _routed_experts(problem, state.active)
-    if problem.gate_step == "em":
-        state.bias, load = balance_bias(
-            log_gate,
-            state.bias,
-            top_k=problem.top_k,
-            rate=problem.bias_rate,
-            sample_weight=problem.sample_weight,
-            balanced=balanced,
-            always_on=problem.shared,
-        )
-    else:
-        mask = top_k_mask(
-            log_gate, problem.top_k, always_on=problem.shared, bias=state.bias
-        )
-        load = selection_load(mask, problem.sample_weight)
+    state.bias, load = balance_bias(
+        log_gate,
+        state.bias,
+        top_k=problem.top_k,
+        rate=problem.bias_rate,
+        sample_weight=problem.sample_weight,
+        balanced=balanced,
+        always_on=problem.shared,
+    )
     return not loads_balanced(load[balanced])
 
 
