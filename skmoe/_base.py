@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
 )
 
 from ._balance import BALANCE_PENALTIES
+from ._bias import BIAS
 from ._diagnostics import routing_report_frame, summarise_routing
 from ._experts import (
     check_expert,
@@ -98,7 +99,7 @@ class BaseMixtureOfExperts(
             Interval(Integral, 0, None, closed="left"),
         ],
         "gate": [StrOptions(set(GATES)), HasMethods(["fit", "predict_log_proba"])],
-        "balance": [StrOptions({*BALANCE_PENALTIES, SINKHORN}), None],
+        "balance": [StrOptions({*BALANCE_PENALTIES, SINKHORN, BIAS}), None],
         "balance_strength": [Interval(Real, 0, None, closed="left"), None],
         "z_loss": [Interval(Real, 0, None, closed="left"), None],
         "noisy_gating": ["boolean"],
@@ -341,13 +342,19 @@ class BaseMixtureOfExperts(
         """The gate to fit, with the mixture's overrides; ``self.gate`` untouched.
 
         With ``balance="sinkhorn"`` the training balances the responsibilities
-        themselves, and the gate is fitted without a penalty of its own.
+        themselves, and the gate is fitted without a penalty of its own; so
+        with ``balance="bias"``, whose ``balance_strength`` is the routing
+        bias's rate, not a gate's parameter.
         """
         overrides = {name: getattr(self, name) for name in GATE_OVERRIDES}
-        if self.balance == SINKHORN:
+        if self.balance in (SINKHORN, BIAS):
             del overrides["balance"]
+        if self.balance == BIAS:
+            del overrides["balance_strength"]
         gate = resolve_gate(self.gate, overrides)
-        if self.balance == SINKHORN and "balance" in gate.get_params(deep=False):
+        if self.balance in (SINKHORN, BIAS) and "balance" in gate.get_params(
+            deep=False
+        ):
             gate.set_params(balance=None)
         return gate
 
@@ -361,6 +368,10 @@ class BaseMixtureOfExperts(
         )
         self.expert_names_ = list(names)
         self.gate_ = result.gate
+        self.routing_bias_ = result.routing_bias
+        if self.routing_bias_ is None and self.balance == BIAS:
+            # dense routing: the bias has nothing to choose (skmoe/_bias.py)
+            self.routing_bias_ = np.zeros(len(result.experts))
         self.active_experts_ = result.active.copy()
         self.expert_load_ = np.average(
             result.responsibilities, axis=0, weights=data.sample_weight
@@ -416,9 +427,11 @@ class BaseMixtureOfExperts(
         log_gate = self.gate_.predict_log_proba(X)
         log_gate[:, ~self.active_experts_] = -np.inf
         shared = None if self.shared_expert_ is None else len(self.experts_) - 1
-        routing = routed_weights(
-            log_gate, top_k_mask(log_gate, self.top_k, always_on=shared)
+        # balance="bias": the bias chooses the experts, the gate weighs them
+        mask = top_k_mask(
+            log_gate, self.top_k, always_on=shared, bias=self.routing_bias_
         )
+        routing = routed_weights(log_gate, mask)
         if not with_gate:
             return routing
         return routing, routed_weights(log_gate, np.isfinite(log_gate))

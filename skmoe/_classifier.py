@@ -101,17 +101,33 @@ class MoEClassifier(
         ``SoftmaxGate`` with ``C`` in (0.01, 0.1, 1), chosen by
         cross-validation together with the constant gate and each single
         expert; a gate object is the one fitted candidate beside those.
-    balance : {"switch", "importance", "entropy", "sinkhorn"}, default=None
+    balance : {"switch", "importance", "entropy", "sinkhorn", "bias"}, \
+            default=None
         When set to a penalty, overrides the gate's ``balance``: the penalty
         that spreads the routing over the experts (formulas and sources in
         :class:`SoftmaxGate`). ``"sinkhorn"`` balances the E-step's
         responsibilities instead (every expert an even share of the rows,
         in training only; not with ``training="backprop"``), and fits the
-        gate without a penalty. ``None`` keeps the gate's own (none by
-        default). Under ``"crossfit"``, any of them restricts the gate's
-        candidates to balanced gates (no single expert).
+        gate without a penalty. ``"bias"`` balances without any loss term
+        (DeepSeek-V3's auxiliary-loss-free balancing): a per-expert bias,
+        ``routing_bias_``, is added to the gate's scores when each row's
+        ``top_k`` experts are chosen, in training and prediction, and to
+        nothing else (the chosen experts keep the gate's weights,
+        renormalised); in training it steps against each expert's load
+        error until the routing of the training rows is balanced, and the
+        experts are refitted on the rows it sends them. The gate is fitted
+        without a penalty. Needs ``top_k`` to do anything: with dense
+        routing it is a no-op. Not with ``capacity_factor``. ``None`` keeps
+        the gate's own (none by default). Under ``"crossfit"``, any of them
+        restricts the gate's candidates to balanced gates (no single
+        expert).
     balance_strength : float, default=None
-        When set, overrides the gate's ``balance_strength``.
+        When set, overrides the gate's ``balance_strength``. With
+        ``balance="bias"`` it is instead the bias's step, in units of the
+        spread of the gate's scores (the mean over rows of the standard
+        deviation of a row's log gate weights); None is 0.01. Under EM and
+        crossfit it sets how finely the bias balances; under backprop, the
+        bias takes one step per minibatch.
     z_loss : float, default=None
         When set, overrides the gate's router z-loss strength.
     noisy_gating : bool, default=False
@@ -207,6 +223,10 @@ class MoEClassifier(
         Fitted experts by name.
     gate_ : estimator
         The fitted gate.
+    routing_bias_ : ndarray of shape (n_experts,) or None
+        With ``balance="bias"``, the bias added to the gate's log weights
+        when each row's ``top_k`` experts are chosen (mean 0 over the
+        routed experts; zeros with dense routing); None otherwise.
     active_experts_ : ndarray of bool, shape (n_experts,)
         False for an expert dropped after collapsing twice.
     expert_load_ : ndarray of shape (n_experts,)

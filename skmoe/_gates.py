@@ -180,6 +180,30 @@ def _check_routing(top_k, noisy, always_on, n_experts):
         )
 
 
+def _check_routing_bias(routing_bias, bias_rate, top_k, n_experts):
+    """``fit_mixture``'s routing bias as a float array (zeros when None),
+    checked with its rate; None without a rate."""
+    if bias_rate is None:
+        if routing_bias is not None:
+            raise ValueError("routing_bias is given without a bias_rate to move it.")
+        return None
+    if not (isinstance(bias_rate, Real) and bias_rate >= 0):
+        raise ValueError(f"bias_rate must be a number >= 0; got {bias_rate!r}.")
+    if top_k is None:
+        raise ValueError(
+            "A routing bias chooses each row's top_k experts; with top_k=None "
+            "every expert is chosen. Set top_k, or leave bias_rate None."
+        )
+    bias = np.zeros(n_experts) if routing_bias is None else routing_bias
+    bias = np.array(bias, dtype=np.float64)
+    if bias.shape != (n_experts,) or not np.isfinite(bias).all():
+        raise ValueError(
+            f"routing_bias must hold {n_experts} finite numbers, one per expert; "
+            f"got shape {bias.shape}."
+        )
+    return bias
+
+
 def _check_log_likelihood(log_likelihood, weights):
     """Refuse NaN, +inf, and rows of positive weight without an expert."""
     if np.isnan(log_likelihood).any() or np.isposinf(log_likelihood).any():
@@ -331,6 +355,8 @@ class _BaseGate(BaseEstimator):
         balanced=None,
         always_on=None,
         random_state=None,
+        routing_bias=None,
+        bias_rate=None,
     ):
         """One backprop step: train the gate on the mixture's likelihood.
 
@@ -363,6 +389,21 @@ class _BaseGate(BaseEstimator):
         learned, starting from zero weights) is used in training only:
         ``decision_function`` and ``predict_proba`` give the clean gate.
 
+        With ``bias_rate`` (the mixtures' ``balance="bias"``, ``skmoe/_bias.py``)
+        a routing bias ``b`` is added to ``h_i`` to choose ``S_i``, and only
+        to choose: the weights are the softmax of ``h_i`` over ``S_i``. After
+        every minibatch each balanced expert's bias moves against the sign
+        of its load error, the load of expert ``j`` being the weighted share
+        of the minibatch's rows whose ``top_k`` largest clean logits plus
+        ``b`` include ``j``::
+
+            b_j += bias_rate * spread * sign(mean_l load_l - load_j)
+
+        ``spread`` the minibatch's weighted mean standard deviation of a row's
+        logits over the balanced experts. The bias is no parameter (no
+        gradient reaches it); the last one, centred over the balanced
+        experts, is stored as ``routing_bias_``.
+
         Needs torch: ``pip install "skmoe[torch]"``.
 
         Parameters
@@ -389,12 +430,18 @@ class _BaseGate(BaseEstimator):
             Seeds this step's shuffling and noise. None draws from the gate's
             own stream (started from its ``random_state``), so that
             consecutive steps draw afresh.
+        routing_bias : array-like of shape (n_experts,), default=None
+            With ``bias_rate``, where the routing bias starts (None: zeros);
+            not modified.
+        bias_rate : float, default=None
+            The routing bias's step per minibatch, in units of the logits'
+            spread; needs ``top_k``. None: no bias.
 
         Returns
         -------
         self : object
             The gate, with ``n_iter_`` (epochs run) and ``loss_`` (mean loss
-            of the last epoch).
+            of the last epoch), and ``routing_bias_`` with ``bias_rate``.
         """
         self._validate_params()
         torch_gates = _torch_bridge.gate_training(type(self).__name__)
@@ -402,6 +449,9 @@ class _BaseGate(BaseEstimator):
             X, log_likelihood, sample_weight, balanced
         )
         _check_routing(top_k, noisy, always_on, log_likelihood.shape[1])
+        routing_bias = _check_routing_bias(
+            routing_bias, bias_rate, top_k, log_likelihood.shape[1]
+        )
         if not weights.sum() > 0:
             raise ValueError("sample_weight sums to zero: there is nothing to fit.")
         _check_log_likelihood(log_likelihood, weights)
@@ -419,7 +469,12 @@ class _BaseGate(BaseEstimator):
             random_state=self._random_state(
                 random_state, restart=not hasattr(self, "n_experts_")
             ),
+            routing_bias=routing_bias,
+            bias_rate=bias_rate,
         )
+        if bias_rate is None and hasattr(self, "routing_bias_"):
+            # a bias of an earlier step would describe another training
+            del self.routing_bias_
         return self
 
     def decision_function(self, X):  # pragma: no cover - overridden
@@ -546,6 +601,9 @@ class SoftmaxGate(_BaseGate):
     loss_ : float
         The objective at the end of the last ``fit``; the mean minibatch
         loss of the last epoch of ``fit_mixture``.
+    routing_bias_ : ndarray of shape (n_experts,)
+        The routing bias after the last ``fit_mixture(..., bias_rate=...)``
+        (``balance="bias"``); absent otherwise.
 
     See Also
     --------

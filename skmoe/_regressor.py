@@ -64,8 +64,10 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     balance, balance_strength, z_loss : default=None
         When set, override the gate's parameters of the same names
         (balancing penalty; see :class:`SoftmaxGate`); ``balance="sinkhorn"``
-        balances the E-step's responsibilities instead, as for
-        :class:`MoEClassifier`.
+        balances the E-step's responsibilities instead, and
+        ``balance="bias"`` the top-k choice by a per-expert bias
+        (``routing_bias_``, stepped at the rate ``balance_strength``), as
+        for :class:`MoEClassifier`.
     noisy_gating : bool, default=False
         Learned, input-dependent noise on the gate's top-k choice during
         backprop training (Shazeer et al. 2017); off in prediction.
@@ -124,6 +126,9 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
     expert_names_ : list of str
     named_experts_ : :class:`~sklearn.utils.Bunch`
     gate_ : estimator
+    routing_bias_ : ndarray of shape (n_experts,) or None
+        With ``balance="bias"``, the bias on the gate's scores in the top-k
+        choice (see :class:`MoEClassifier`); None otherwise.
     noise_variance_ : ndarray of shape (n_experts,)
         Each expert's noise variance ``s_j^2``.
     active_experts_ : ndarray of bool, shape (n_experts,)

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 
-def top_k_mask(log_gate, top_k, always_on=None):
+def top_k_mask(log_gate, top_k, always_on=None, bias=None):
     """Boolean mask of each row's ``top_k`` largest gate weights.
 
     Ties go to the expert with the lower index (a stable sort), so that the
@@ -24,6 +24,11 @@ def top_k_mask(log_gate, top_k, always_on=None):
     always_on : int or None, default=None
         Column of a shared expert: kept in every row, and not one of the
         ``top_k``, which are chosen among the other columns.
+    bias : ndarray of shape (n_experts,), default=None
+        Added to every row's scores for the choice only
+        (``balance="bias"``, ``skmoe/_bias.py``): the ``top_k`` largest of
+        ``log_gate + bias`` are kept. The weights of the kept experts are
+        the caller's to compute, from ``log_gate`` itself.
 
     Returns
     -------
@@ -33,6 +38,8 @@ def top_k_mask(log_gate, top_k, always_on=None):
     n_routed = log_gate.shape[1] - (always_on is not None)
     if top_k is None or top_k >= n_routed:
         return available
+    if bias is not None:
+        log_gate = log_gate + bias
     if always_on is not None:
         log_gate = log_gate.copy()
         log_gate[:, always_on] = -np.inf

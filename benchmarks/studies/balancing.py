@@ -164,9 +164,15 @@ def load_balance_configs(quick):
             )
     for factor in (1.0,) if quick else (1.0, 1.25):
         configs.append((f"capacity {factor:g}", {"capacity_factor": factor}))
+    # auxiliary-loss-free: a routing bias on the top-k choice, at its default
+    # rate, under each training mode (EM against its own unbalanced fit too)
+    em = {"training": "em"}
+    configs += [("bias", {"balance": "bias"}), ("em, no penalty", em)]
+    configs.append(("em, bias", {**em, "balance": "bias"}))
     backprop = {"training": "backprop"}
     configs += [
         ("backprop, no penalty", backprop),
+        ("backprop, bias", {**backprop, "balance": "bias"}),
         (
             "backprop, importance 0.1",
             {**backprop, "balance": "importance", "balance_strength": 0.1},

@@ -93,6 +93,9 @@ class TrainResult:
         The algorithm that ran (``training_strategy_``).
     fused : object or None
         The fused torch module, when that strategy ran.
+    routing_bias : ndarray of shape (n_experts,) or None
+        The bias of ``balance="bias"`` (``skmoe/_bias.py``), added to the
+        gate's scores when each row's experts are chosen; None without it.
     extra : dict
         Fitted attributes of this strategy alone, by name (ending in ``_``).
     """
@@ -110,6 +113,7 @@ class TrainResult:
     failures: dict = field(default_factory=dict)
     collapse_events: list = field(default_factory=list)
     fused: object = None
+    routing_bias: np.ndarray = None
     extra: dict = field(default_factory=dict)
 
     @property

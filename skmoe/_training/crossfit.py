@@ -35,6 +35,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+from .._bias import balance_bias, bias_rate, biased_routing
 from .._experts import seeded_clones
 from .._weighted_fit import constant_model
 from .base import TrainingStrategy, TrainResult, VerboseReporter
@@ -43,6 +44,7 @@ from .oof_gate import (
     OutOfFoldEvidence,
     fit_selected,
     gate_candidates,
+    log_routing,
     select_gate,
 )
 from .steps import (
@@ -136,6 +138,7 @@ class CrossFitStrategy(TrainingStrategy):
             metadata=data.split_metadata,
         )
         templates = seeded_clones(data.estimators, random_state)
+        rate = bias_rate(moe, len(data.estimators))
         candidates = gate_candidates(
             moe._gate_template(),
             data.names,
@@ -143,14 +146,26 @@ class CrossFitStrategy(TrainingStrategy):
             top_k=moe.top_k,
             regression=data.task != "classifier",
             balance=moe.balance,
+            bias_rate=rate,
         )
         start, every_row = self._initial_weights(data, random_state)
+        if rate is not None and not every_row:
+            start = self._balanced_start(start, data, rate)
         rounds = self._rounds()
         reporter = VerboseReporter(moe.verbose)
         reporter.begin(f"Cross-fitting {len(templates)} experts on {len(splits)} folds")
         with Parallel(n_jobs=moe.n_jobs) as parallel:
             evaluate = _Evaluation(
-                parallel, templates, data, splits, candidates, moe, random_state
+                parallel,
+                templates,
+                data,
+                splits,
+                candidates,
+                moe,
+                random_state,
+                # a biased routing's gates start from the routing that the
+                # experts were fitted on
+                gate_starts=rate is not None,
             )
             state = evaluate(start, with_finals=every_row)
             curve, log_likelihoods = [state.loss], [state.log_likelihood]
@@ -166,7 +181,7 @@ class CrossFitStrategy(TrainingStrategy):
                 # Hard top-k assignments by the posterior split the rows by
                 # how well each expert happened to fit y, which the gate
                 # cannot see (user guide, section 2.4, has the measurement).
-                proposal = evaluate(state.gate_fit.responsibilities)
+                proposal = evaluate(self._round_weights(state, data))
                 curve.append(proposal.loss)
                 log_likelihoods.append(proposal.log_likelihood)
                 better = proposal.loss < state.loss
@@ -198,6 +213,7 @@ class CrossFitStrategy(TrainingStrategy):
             converged=converged,
             strategy=self.name,
             failures={**state.failures, **final_failures},
+            routing_bias=state.gate_fit.bias,
             collapse_events=[
                 (accepted - 1, data.names[j], "dropped")
                 for j in np.flatnonzero(~state.active)
@@ -208,6 +224,45 @@ class CrossFitStrategy(TrainingStrategy):
                 "n_specialisation_rounds_": accepted,
             },
         )
+
+    def _round_weights(self, state, data):
+        """The responsibilities a specialisation round cross-fits the experts
+        with: the chosen gate's posterior, or with a routing bias
+        (``balance="bias"``) the routing itself (each row's top k of the
+        gate plus the bias, weighted by the gate), so that each expert
+        learns the rows the biased routing sends it."""
+        gate_fit = state.gate_fit
+        if gate_fit.bias is None:
+            return gate_fit.responsibilities
+        return np.exp(
+            log_routing(
+                gate_fit.gate, data.X, self.moe.top_k, state.active, gate_fit.bias
+            )
+        )
+
+    def _balanced_start(self, R, data, rate):
+        """``balance="bias"``: the starting responsibilities as a routing
+        bias balances them.
+
+        A gate is fitted to ``R`` (k-means clusters, of any sizes), its bias
+        stepped until each row's top k of the gate plus the bias is
+        balanced, and the experts start from that routing, as EM's first
+        iteration refits them. From the clusters themselves, an expert of a
+        small cluster would be poor on most rows, the gate chosen over its
+        out-of-fold evidence would score it low on every row alike, and no
+        bias could then give it its share without sending it rows it was
+        not fitted on.
+        """
+        gate = clone(self.moe._gate_template()).fit(data.X, R, data.sample_weight)
+        log_gate = gate.predict_log_proba(data.X)
+        bias, _ = balance_bias(
+            log_gate,
+            np.zeros(R.shape[1]),
+            top_k=self.moe.top_k,
+            rate=rate,
+            sample_weight=data.sample_weight,
+        )
+        return biased_routing(log_gate, self.moe.top_k, bias)
 
     def _default_folds(self, data, random_state):
         """5 shuffled folds, stratified for classifiers.
@@ -267,8 +322,12 @@ class _Evaluation:
     seeded experts, the folds and the gate candidates.
     """
 
-    def __init__(self, parallel, templates, data, splits, candidates, moe, rng):
+    def __init__(
+        self, parallel, templates, data, splits, candidates, moe, rng, gate_starts
+    ):
         self.parallel = parallel
+        #: whether each gate's EM starts from the weights of the experts
+        self.gate_starts = gate_starts
         self.templates = templates
         self.data = data
         self.splits = splits
@@ -307,7 +366,11 @@ class _Evaluation:
         evidence = OutOfFoldEvidence(
             data.likelihood, outputs, data.y, data.sample_weight, data.y_scale, active
         )
-        options = dict(max_iter=self.moe.max_iter, tol=self.moe.tol)
+        options = dict(
+            max_iter=self.moe.max_iter,
+            tol=self.moe.tol,
+            start=weights if self.gate_starts else None,
+        )
         # the gate's products are skinny: BLAS threads cost more than they
         # save (see SoftmaxGate.fit); one limit for all of its many fits
         with threadpool_limits(limits=1, user_api="blas"):

@@ -13,6 +13,11 @@ Each iteration is
 * E-step: ``R_ij`` proportional to ``g_j(x_i) p_j(y_i | x_i)``, computed in
   the log domain (with ``balance="sinkhorn"``, rescaled so that every
   expert's column holds an even share of the rows, ``skmoe/_sinkhorn.py``).
+  With ``balance="bias"`` (``skmoe/_bias.py``) the experts are instead
+  refitted on the rows the routing sends them, each row's top k of the gate
+  plus the routing bias, which steps after every M-step of the gate until
+  that routing of the training rows is balanced; the gate is still fitted
+  to the posterior.
   With ``top_k=k`` it scores each row's ``2k`` gate favourites (the gate
   renormalised over them) and keeps the ``k`` most
   responsible, renormalised: the experts' refits then cost ``n * k`` rows,
@@ -37,6 +42,14 @@ from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.utils.parallel import Parallel, delayed
 
+from .._bias import (
+    BALANCE_TOL,
+    BIAS,
+    balance_bias,
+    bias_rate,
+    biased_routing,
+    loads_balanced,
+)
 from .._experts import seeded_clones
 from .._gates import SoftmaxGate
 from .._routing import (
@@ -89,6 +102,8 @@ class EMProblem:
     noisy: bool = False
     # balance="sinkhorn": the E-step's responsibilities are balanced
     sinkhorn: bool = False
+    # balance="bias": the routing bias's rate (None: no bias)
+    bias_rate: object = None
     capacity_factor: object = None
     # column of the shared expert (always on, fitted once on every row)
     shared: object = None
@@ -133,6 +148,8 @@ class EMState:
     frozen: dict = field(default_factory=dict)
     # the iteration whose snapshot the run keeps
     kept: int = 0
+    # balance="bias": added to the gate's scores wherever experts are chosen
+    bias: np.ndarray = None
 
     @property
     def loss(self):
@@ -157,6 +174,7 @@ class EMState:
         self.responsibilities = snapshot.responsibilities
         self.fitted_with = snapshot.fitted_with
         self.kept = snapshot.iteration
+        self.bias = snapshot.bias
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,7 @@ class Snapshot:
     active: np.ndarray
     responsibilities: np.ndarray
     fitted_with: np.ndarray
+    bias: np.ndarray = None
 
     @classmethod
     def of(cls, state, iteration, fitted_with, responsibilities):
@@ -181,6 +200,7 @@ class Snapshot:
             active=state.active.copy(),
             responsibilities=responsibilities.copy(),
             fitted_with=fitted_with.copy(),
+            bias=None if state.bias is None else state.bias.copy(),
         )
 
 
@@ -209,6 +229,8 @@ def run_em(problem, templates, responsibilities, random_state):
         noise=[None] * n_experts,
         active=np.ones(n_experts, dtype=bool),
         responsibilities=R,
+        # every run, restarts too, starts unbiased
+        bias=None if problem.bias_rate is None else np.zeros(n_experts),
     )
     reporter = VerboseReporter(problem.verbose)
     fell_back = [False] * n_experts
@@ -219,13 +241,18 @@ def run_em(problem, templates, responsibilities, random_state):
     for iteration in range(problem.max_iter):
         _gate_step(problem, state, R, log_likelihood, random_state)
         log_gate = _active_log_gate(state.gate, problem.X, state.active)
+        unbalanced = _bias_iteration(problem, state, log_gate)
         candidates = top_k_mask(
             log_gate,
             _candidate_count(problem, n_experts, iteration),
             always_on=problem.shared,
+            bias=state.bias,
         )
         if iteration == 0 and problem.capacity_factor is not None:
             R, log_gate = _first_capacity_step(problem, state, log_gate, random_state)
+        if state.bias is not None:
+            # the experts learn the rows prediction will send them
+            R = biased_routing(log_gate, problem.top_k, state.bias, problem.shared)
 
         outputs, noise = _refit_experts(
             problem, templates, state, fell_back, R, candidates, random_state
@@ -234,28 +261,32 @@ def run_em(problem, templates, responsibilities, random_state):
         log_likelihood = _expert_log_likelihood(problem, outputs, noise)
         log_joint = routed_log_weights(log_gate, candidates) + log_likelihood
         log_mixture = logsumexp(log_joint, axis=1)
-        loss = _predictive_loss(problem, log_gate, log_likelihood)
+        loss = _predictive_loss(problem, log_gate, log_likelihood, bias=state.bias)
         state.loss_curve.append(float(loss))
         objective = _training_objective(problem, state, log_gate, log_likelihood, loss)
         state.objective_curve.append(objective)
 
         R_next = _next_responsibilities(log_joint, log_mixture, problem, state.active)
-        if best is None or objective <= min(state.objective_curve) or problem.sinkhorn:
+        balancing = problem.sinkhorn or state.bias is not None
+        if best is None or objective <= min(state.objective_curve) or balancing:
             # EM with top-k routing, hard assignments, cv or experts that are
             # not weighted maximum-likelihood fits can make the loss rise:
-            # keep the best iterate, not the last. Balanced responsibilities
-            # trade likelihood for balance by design: the last iterate is
-            # the most balanced, and is kept.
+            # keep the best iterate, not the last. Balanced responsibilities,
+            # or a routing bias, trade likelihood for balance by design: the
+            # last iterate is the most balanced, and is kept.
             best = Snapshot.of(state, iteration, R, R_next)
+        # an expert holds the rows it is fitted on: under a routing bias, those
+        # the bias balances, whatever share of the posterior the gate learns
+        held = R_next if state.bias is None else R.copy()
         changed = _handle_collapse(
-            problem, state, R_next, log_mixture, log_gate, reseeded, iteration
+            problem, state, held, log_mixture, log_gate, reseeded, iteration
         )
 
         change = np.inf if iteration == 0 else state.loss_curve[-2] - loss
         reporter.iteration(
             f"EM iteration {iteration + 1}: loss {loss:.6f} (change {change:.2e})"
         )
-        if abs(change) < problem.tol and not changed:
+        if abs(change) < problem.tol and not changed and not unbalanced:
             state.converged = True
             break
         R = R_next
@@ -322,6 +353,9 @@ def _gate_step(problem, state, R, log_likelihood, random_state):
     options = _balanced_option(state.gate.fit_mixture, balanced)
     if problem.shared is not None:
         options["always_on"] = problem.shared
+    if state.bias is not None:
+        # the gate's minibatches are the bias's steps
+        options.update(routing_bias=state.bias, bias_rate=problem.bias_rate)
     state.gate.fit_mixture(
         X,
         log_likelihood,
@@ -331,6 +365,38 @@ def _gate_step(problem, state, R, log_likelihood, random_state):
         random_state=random_state.randint(SEED_MAX),
         **options,
     )
+    if state.bias is not None:
+        state.bias = np.array(state.gate.routing_bias_, dtype=np.float64)
+
+
+def _bias_iteration(problem, state, log_gate):
+    """``balance="bias"``: the bias's steps after the gate's M-step; whether
+    the routing is still unbalanced (the run is then not converged).
+
+    The loads are those of prediction's routing of the training rows: each
+    row's ``top_k`` of the gate's log weights plus the bias, which steps on
+    them until they are balanced (:func:`~skmoe._bias.balance_bias`). Under
+    backprop the gate's minibatches have taken steps already
+    (``fit_mixture``), which steer its training; these steps finish the
+    balance on all the rows. Without them an expert the minibatches left
+    without rows, refitted on none, was a constant model the gate then
+    pushed further down, and stayed dead: on the 569 rows of the breast
+    cancer set (15 minibatches a gate step), 8 tree clones, ``top_k=1``,
+    three of eight were.
+    """
+    if state.bias is None:
+        return False
+    balanced = _routed_experts(problem, state.active)
+    state.bias, load = balance_bias(
+        log_gate,
+        state.bias,
+        top_k=problem.top_k,
+        rate=problem.bias_rate,
+        sample_weight=problem.sample_weight,
+        balanced=balanced,
+        always_on=problem.shared,
+    )
+    return not loads_balanced(load[balanced])
 
 
 def _balanced_option(method, balanced):
@@ -448,14 +514,17 @@ def _expert_log_likelihood(problem, outputs, noise):
     return log_likelihood
 
 
-def _predictive_loss(problem, log_gate, log_likelihood, routed=None):
+def _predictive_loss(problem, log_gate, log_likelihood, routed=None, bias=None):
     """Weighted mean negative log-likelihood of the mixture as it predicts.
 
-    With ``top_k`` that is each row's top-k experts, a subset of the
-    candidates the E-step scored; ``routed`` replaces that routing.
+    With ``top_k`` that is each row's top-k experts (by the gate plus the
+    routing ``bias``), a subset of the candidates the E-step scored;
+    ``routed`` replaces that routing.
     """
     if routed is None:
-        routed = top_k_mask(log_gate, problem.top_k, always_on=problem.shared)
+        routed = top_k_mask(
+            log_gate, problem.top_k, always_on=problem.shared, bias=bias
+        )
     log_joint = routed_log_weights(log_gate, routed) + np.where(
         routed, log_likelihood, 0.0
     )
@@ -731,8 +800,24 @@ class EMStrategy(TrainingStrategy):
                     f"(SoftmaxGate, MLPGate); {type(gate).__name__} has none."
                 )
             check_gate_step_available(gate)
+            if (
+                moe.balance == BIAS
+                and "bias_rate" not in signature(gate.fit_mixture).parameters
+            ):
+                raise ValueError(
+                    "balance='bias' with training='backprop' steps the routing "
+                    "bias in the gate's minibatches: the gate's fit_mixture "
+                    f"needs routing_bias and bias_rate parameters, which "
+                    f"{type(gate).__name__}'s has not."
+                )
         check_noisy_gating(moe)
         if moe.capacity_factor is not None:
+            if moe.balance == BIAS:
+                raise ValueError(
+                    "balance='bias' and capacity_factor both balance the top-k "
+                    "routing, the first by a bias on the choice, the second by "
+                    "turning rows away in training; use one of them."
+                )
             if moe.top_k is None:
                 raise ValueError(
                     "capacity_factor limits the rows each expert takes under top-k "
@@ -772,11 +857,13 @@ class EMStrategy(TrainingStrategy):
             strategy=self.name,
             failures=best.failures,
             collapse_events=best.collapse_events,
+            routing_bias=best.bias,
         )
 
     def _problem(self, data, parallel):
         """The :class:`EMProblem` of ``data``, its refits run by ``parallel``."""
         moe = self.moe
+        n_routed = len(data.estimators) - (data.shared is not None)
         return EMProblem(
             X=data.X,
             y=data.y,
@@ -789,6 +876,7 @@ class EMStrategy(TrainingStrategy):
             gate_step="backprop" if moe.training == "backprop" else "em",
             noisy=moe.noisy_gating,
             sinkhorn=moe.balance == SINKHORN,
+            bias_rate=bias_rate(moe, n_routed),
             capacity_factor=moe.capacity_factor,
             shared=data.shared,
             max_iter=moe.max_iter,
@@ -862,6 +950,11 @@ class EMStrategy(TrainingStrategy):
             why = f"last change of the loss {change:.2e} >= tol={self.moe.tol}"
         else:
             why = "one iteration cannot show convergence"
+        if result.routing_bias is not None:
+            why += (
+                ", or the routing bias had not balanced the training rows' loads "
+                f"to within {BALANCE_TOL:.0%} of their mean"
+            )
         return (
             f"{name} did not converge in max_iter={self.moe.max_iter} EM iterations "
             f"({why}). Increase max_iter or tol."

@@ -21,6 +21,7 @@ from scipy.special import log_softmax, logsumexp
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
+from .._bias import BIAS, balance_bias, loads_balanced
 from .._gates import ConstantGate, SoftmaxGate, fit_gate_features
 from .._likelihood import GaussianLikelihood
 from .._routing import routed_log_weights, top_k_mask
@@ -149,6 +150,8 @@ class GateFit:
     responsibilities: np.ndarray
     noise: list
     n_iter: int
+    #: ``balance="bias"``: the routing bias the gate chooses with
+    bias: np.ndarray = None
 
 
 class GateRows:
@@ -233,13 +236,14 @@ class _GateOnRows:
         return log_softmax(self.gate._standardised_logits(self.Z), axis=1)
 
 
-def _routable(log_gate, active, n_candidates):
+def _routable(log_gate, active, n_candidates, bias=None):
     """The experts each row's E-step may look at: the active ones, and of
-    those (with ``n_candidates``) the row's favourites; None for all."""
+    those (with ``n_candidates``) the row's favourites (by the gate plus the
+    routing ``bias``); None for all."""
     if n_candidates is None and active.all():
         return None
     log_gate = np.where(active, log_gate, -np.inf)
-    return top_k_mask(log_gate, n_candidates)
+    return top_k_mask(log_gate, n_candidates, bias=bias)
 
 
 def fit_gate_em(
@@ -255,6 +259,8 @@ def fit_gate_em(
     marginal=True,
     sinkhorn=False,
     truncate=None,
+    bias_rate=None,
+    bias=None,
 ):
     """EM for the gate alone, the experts' out-of-fold outputs held fixed.
 
@@ -294,8 +300,22 @@ def fit_gate_em(
         Balance the E-step's responsibilities (``skmoe/_sinkhorn.py``); the
         plain EM then runs, its E-step being no longer the posterior.
     truncate : int, default=None
-        With ``sinkhorn``, keep each row's ``truncate`` largest balanced
-        responsibilities, renormalised.
+        The routing's ``top_k``, for balancing: with ``sinkhorn``, keep each
+        row's ``truncate`` largest balanced responsibilities, renormalised;
+        with ``bias_rate``, the choice the bias balances.
+    bias_rate : float, default=None
+        ``balance="bias"`` (``skmoe/_bias.py``): after each of the gate's
+        steps the routing bias steps at this rate until each row's
+        ``truncate`` largest of the gate plus the bias are balanced over
+        the rows, and the E-step's favourites are chosen with it. The plain
+        EM then runs, fitting the gate to the posterior truncated to each
+        row's ``truncate`` most responsible experts, as in-sample EM's
+        E-step truncates (the cross-fitted experts' evidence rarely tells
+        all of them apart, and a gate fitted to it alone scored some of
+        them alike on every row, which no bias can balance). It does not
+        stop before the routing is balanced. None: no bias.
+    bias : ndarray of shape (n_experts,), default=None
+        With ``bias_rate``, where the bias starts (None: zeros).
 
     Returns
     -------
@@ -310,9 +330,15 @@ def fit_gate_em(
         if start is None
         else start
     )
-    on_rows = _GateOnRows(gate, rows, marginal=marginal and not sinkhorn)
+    # balanced or truncated, the E-step is no longer the posterior that a
+    # marginal solve maximises
+    plain = sinkhorn or bias_rate is not None
+    on_rows = _GateOnRows(gate, rows, marginal=marginal and not plain)
     # what a marginal solve holds fixed and an outer iteration may change
     nothing_to_update = not evidence.regression and n_candidates is None
+    if bias_rate is not None and bias is None:
+        bias = np.zeros(evidence.n_experts)
+    even = True
     previous = np.inf
     for iteration in range(max_iter):
         noise = evidence.noise(index, R)
@@ -323,10 +349,20 @@ def fit_gate_em(
         if on_rows.solves_marginal:
             on_rows.fit_marginal(
                 evidence.log_likelihood(index, noise),
-                _routable(on_rows.log_proba(), evidence.active, n_candidates),
+                _routable(on_rows.log_proba(), evidence.active, n_candidates, bias),
             )
         log_gate = on_rows.log_proba()
-        mask = _routable(log_gate, evidence.active, n_candidates)
+        if bias_rate is not None:
+            bias, load = balance_bias(
+                np.where(evidence.active, log_gate, -np.inf),
+                bias,
+                top_k=truncate,
+                rate=bias_rate,
+                sample_weight=weights,
+                balanced=evidence.active,
+            )
+            even = loads_balanced(load[evidence.active])
+        mask = _routable(log_gate, evidence.active, n_candidates, bias)
         if mask is not None:
             log_gate = routed_log_weights(log_gate, mask)
         joint = log_gate + evidence.log_likelihood(index, noise)
@@ -334,13 +370,18 @@ def fit_gate_em(
         if sinkhorn:
             balanced = sinkhorn_log_responsibilities(joint, weights)
             R = np.exp(routed_log_weights(balanced, top_k_mask(balanced, truncate)))
+        elif bias_rate is not None:
+            R = np.exp(routed_log_weights(joint, top_k_mask(joint, truncate)))
         else:
             R = np.exp(joint - mixture)
         loss = -float(np.average(mixture[:, 0], weights=weights))
-        if previous - loss < tol or (on_rows.solves_marginal and nothing_to_update):
+        settled = previous - loss < tol or (
+            on_rows.solves_marginal and nothing_to_update
+        )
+        if settled and even:
             break
         previous = loss
-    return GateFit(gate, R, noise, iteration + 1)
+    return GateFit(gate, R, noise, iteration + 1, bias)
 
 
 def fit_gate_mean(gate, rows, evidence, *, warm=False):
@@ -404,8 +445,11 @@ class Candidate:
     #: whether its EM balances the responsibilities (``balance="sinkhorn"``)
     sinkhorn: bool = False
     #: with ``sinkhorn``, the routing's ``top_k``: the balanced
-    #: responsibilities are truncated to it, as EM's E-step truncates
+    #: responsibilities are truncated to it, as EM's E-step truncates; with
+    #: ``bias_rate``, the choice the bias balances
     truncate: int = None
+    #: ``balance="bias"``: the routing bias's rate (None: no bias)
+    bias_rate: float = None
 
     @property
     def path(self):
@@ -421,7 +465,16 @@ class Candidate:
         return ConstantGate(weights=weights)
 
 
-def gate_candidates(gate, names, *, grid, top_k=None, regression=False, balance=None):
+def gate_candidates(
+    gate,
+    names,
+    *,
+    grid,
+    top_k=None,
+    regression=False,
+    balance=None,
+    bias_rate=None,
+):
     """The candidates: each single expert, the constant gate, then ``gate``.
 
     With ``grid`` (the user named the softmax gate by its string) ``gate``
@@ -454,6 +507,12 @@ def gate_candidates(gate, names, *, grid, top_k=None, regression=False, balance=
     gate fitted to balanced soft responsibilities has balanced mean
     weights, not a balanced top choice. The constant gate's EM ends at even
     weights.
+
+    With ``balance="bias"`` the fitted candidates each learn a routing bias
+    at ``bias_rate`` (:func:`fit_gate_em`) for the ``top_k`` choice; the
+    constant gate, which scores every row alike, cannot be balanced by one.
+    With ``bias_rate`` None (dense routing: nothing to choose) the
+    candidates are those of no balancing.
     """
     singles = [Candidate(f"expert: {name}", expert=j) for j, name in enumerate(names)]
     constant = [Candidate("constant", ConstantGate())]
@@ -473,8 +532,10 @@ def gate_candidates(gate, names, *, grid, top_k=None, regression=False, balance=
             Candidate(f"{c.label}, top-{2 * top_k} E-step", c.gate, top_k=top_k)
             for c in fitted
         ]
-    if balance is None:
+    if balance is None or (balance == BIAS and bias_rate is None):
         return singles + constant + fitted
+    if balance == BIAS:
+        return [replace(c, bias_rate=bias_rate, truncate=top_k) for c in fitted]
     if balance != SINKHORN:
         return fitted
     # balanced over every expert, not a row's favourites (as unbalanced as
@@ -495,12 +556,13 @@ def _label(gate):
     return f"{type(gate).__name__}({params})"
 
 
-def log_routing(gate, X, top_k, active):
+def log_routing(gate, X, top_k, active, bias=None):
     """Log routing weights of ``gate`` on ``X``: its top-k of the ``active``
-    experts, renormalised (as the estimators route)."""
+    experts (chosen with the routing ``bias``), renormalised (as the
+    estimators route)."""
     log_gate = gate.predict_log_proba(X)
     log_gate[:, ~active] = -np.inf
-    return routed_log_weights(log_gate, top_k_mask(log_gate, top_k))
+    return routed_log_weights(log_gate, top_k_mask(log_gate, top_k, bias=bias))
 
 
 @dataclass(frozen=True)
@@ -545,7 +607,9 @@ class Selection:
         }
 
 
-def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
+def select_gate(
+    candidates, X, evidence, *, top_k, max_iter, tol, random_state, start=None
+):
     """Choose the candidate with the lowest held-out loss over fixed evidence.
 
     Each fitted candidate runs its EM on the rows of ``GATE_FOLDS - 1``
@@ -569,6 +633,8 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
     max_iter, tol : EM's iteration budget and tolerance.
     random_state : numpy.random.RandomState
         Seeds the folds.
+    start : ndarray of shape (n_samples, n_experts), default=None
+        Where each path's EM starts (its rows of it); None: uniform.
 
     Returns
     -------
@@ -583,7 +649,7 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
         random_state=random_state.randint(np.iinfo(np.int32).max),
     )
     folds = [
-        _SelectionFold(GateRows(X, kept[train], weights), kept[test])
+        _SelectionFold(GateRows(X, kept[train], weights), kept[test], start)
         for train, test in splitter.split(kept)
     ]
     # a collapsed expert is no candidate
@@ -599,13 +665,15 @@ def select_gate(candidates, X, evidence, *, top_k, max_iter, tol, random_state):
             continue
         log_likelihoods[c] = 0.0
         for fold in folds:
-            gate, noise = fold.fit(candidate, evidence, max_iter=max_iter, tol=tol)
-            routing = log_routing(gate, X[fold.test], top_k, evidence.active)
+            fit = fold.fit(candidate, evidence, max_iter=max_iter, tol=tol)
+            routing = log_routing(
+                fit.gate, X[fold.test], top_k, evidence.active, fit.bias
+            )
             row_losses[c, fold.test] = evidence.row_losses(fold.test, routing)
             log_likelihoods[c] += (
                 weights[fold.test].sum()
                 / weights[kept].sum()
-                * evidence.mixture_log_likelihood(fold.test, routing, noise)
+                * evidence.mixture_log_likelihood(fold.test, routing, fit.noise)
             )
         losses[c] = row_losses[c, kept] @ weights[kept] / weights[kept].sum()
         if candidate.gate is not None:
@@ -633,20 +701,25 @@ class _SelectionFold:
     """One fold of the gate's selection: its training rows, its held-out
     rows, and where the next fitted candidate's path continues from."""
 
-    def __init__(self, train, test):
+    def __init__(self, train, test, start=None):
         self.train = train
         self.test = test
+        self.start = start
         self.paths = {}
 
     def fit(self, candidate, evidence, *, max_iter, tol):
-        """Fit ``candidate`` on the training rows; its gate and noise."""
+        """Fit ``candidate`` on the training rows; its :class:`GateFit`."""
         if candidate.gate is None:
-            fit = fit_single_expert(candidate, self.train, evidence)
-        else:
-            fit = fit_on_path(
-                self.paths, candidate, self.train, evidence, max_iter=max_iter, tol=tol
-            )
-        return fit.gate, fit.noise
+            return fit_single_expert(candidate, self.train, evidence)
+        return fit_on_path(
+            self.paths,
+            candidate,
+            self.train,
+            evidence,
+            max_iter=max_iter,
+            tol=tol,
+            start=self.start,
+        )
 
 
 def fit_single_expert(candidate, rows, evidence):
@@ -657,16 +730,19 @@ def fit_single_expert(candidate, rows, evidence):
     return GateFit(gate, one_hot, evidence.noise(rows.index, one_hot), 1)
 
 
-def fit_on_path(paths, candidate, rows, evidence, *, max_iter, tol):
+def fit_on_path(paths, candidate, rows, evidence, *, max_iter, tol, start=None):
     """Fit a candidate gate from where its objective's path stands.
 
     ``paths`` maps an objective to the last :class:`_Path` fitted by it on
     ``rows``, and is updated. The EM's candidates continue each from the
     last one's solution, the constant gate's responsibilities starting the
     softmax gates; those fitted by the error of the mean have their own
-    path.
+    path. A path's first EM starts from ``start`` (all rows' starting
+    responsibilities) when given.
     """
     path = _continue_from(paths.get(candidate.objective), candidate.gate)
+    if path.responsibilities is None and start is not None:
+        path = replace(path, responsibilities=start[rows.index])
     if candidate.objective == "mean":
         fit = fit_gate_mean(path.gate, rows, evidence, warm=path.warm)
     else:
@@ -681,8 +757,10 @@ def fit_on_path(paths, candidate, rows, evidence, *, max_iter, tol):
             top_k=candidate.top_k,
             sinkhorn=candidate.sinkhorn,
             truncate=candidate.truncate,
+            bias_rate=candidate.bias_rate,
+            bias=path.bias,
         )
-    paths[candidate.objective] = _Path(fit.gate, fit.responsibilities, True)
+    paths[candidate.objective] = _Path(fit.gate, fit.responsibilities, True, fit.bias)
     return fit
 
 
@@ -723,26 +801,30 @@ class _Path:
     gate: object
     responsibilities: np.ndarray
     warm: bool
+    #: the routing bias the gate chose with (``balance="bias"``)
+    bias: np.ndarray = None
 
 
 def _continue_from(previous, template):
-    """The gate to fit next, warm from ``previous`` when of the same kind."""
+    """The gate to fit next, warm from ``previous`` when of the same kind
+    (and from its routing bias: the bias is on that gate's scores)."""
     if previous is None:
         return _Path(clone(template), None, False)
     if type(previous.gate) is type(template):
         gate = previous.gate.set_params(**template.get_params(deep=False))
-        return _Path(gate, previous.responsibilities, True)
+        return _Path(gate, previous.responsibilities, True, previous.bias)
     return _Path(clone(template), previous.responsibilities, False)
 
 
-def fit_selected(selection, X, evidence, *, max_iter, tol):
+def fit_selected(selection, X, evidence, *, max_iter, tol, start=None):
     """Fit the chosen gate on every row; returns a :class:`GateFit`.
 
     A fitted gate is reached as in the selection: along the path of the
     fitted candidates before it (the constant gate, then weaker and weaker
     regularisation), each warm from the last. EM over many experts has
     many local optima; started elsewhere, the gate could end at another
-    than the one its held-out loss was measured for.
+    than the one its held-out loss was measured for. ``start`` is as for
+    :func:`select_gate`.
     """
     all_rows = GateRows(X, np.arange(X.shape[0]), evidence.sample_weight)
     chosen = selection.chosen
@@ -756,6 +838,12 @@ def fit_selected(selection, X, evidence, *, max_iter, tol):
             continue
         if candidate.objective == chosen.objective:
             fit = fit_on_path(
-                paths, candidate, all_rows, evidence, max_iter=max_iter, tol=tol
+                paths,
+                candidate,
+                all_rows,
+                evidence,
+                max_iter=max_iter,
+                tol=tol,
+                start=start,
             )
     return fit

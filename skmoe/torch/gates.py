@@ -47,6 +47,7 @@ from sklearn.utils._param_validation import (
 )
 from torch import nn
 
+from .._bias import centred
 from .._gates import _SEED_MAX, _BaseGate
 from . import balance as tb
 from ._persist import is_saved_module, load_module, save_module
@@ -414,11 +415,12 @@ def training_candidates(logits, log_likelihood, top_k=None, always_on=None):
     return candidates & available
 
 
-def routed_log_mixture(logits, log_likelihood, top_k=None, always_on=None):
+def routed_log_mixture(logits, log_likelihood, top_k=None, always_on=None, bias=None):
     """Each row's log mixture likelihood over its training candidates.
 
     ``log sum_{j in S_i} softmax_{S_i}(logits_i)_j exp(log_likelihood_ij)``,
-    ``S_i`` from :func:`training_candidates`.
+    ``S_i`` from :func:`training_candidates` (chosen by ``logits + bias``
+    with a routing ``bias``; the weights are the logits' own).
 
     Parameters
     ----------
@@ -429,17 +431,70 @@ def routed_log_mixture(logits, log_likelihood, top_k=None, always_on=None):
         not available. Every row needs one that is.
     top_k : int or None, default=None
     always_on : int or None, default=None
+    bias : Tensor of shape (n_experts,) or None, default=None
+        ``balance="bias"``: added to the logits to choose ``S_i`` only.
 
     Returns
     -------
     Tensor of shape (b,)
     """
-    candidates = training_candidates(logits, log_likelihood, top_k, always_on)
+    scores = logits if bias is None else logits + bias
+    candidates = training_candidates(scores, log_likelihood, top_k, always_on)
     log_gate = torch.log_softmax(logits.masked_fill(~candidates, -torch.inf), dim=1)
     return torch.logsumexp(log_gate + log_likelihood, dim=1)
 
 
-def mixture_loss(objective, *, top_k=None, noisy=False, always_on=None):
+def routing_bias_step(bias, logits, log_likelihood, v, *, top_k, rate, balanced):
+    """``balance="bias"``: one step of the routing bias on a minibatch, in place.
+
+    The torch twin of :func:`skmoe._bias.bias_step`, without gradient (the
+    bias is no parameter): each row's ``top_k`` of ``logits + bias`` among
+    its available ``balanced`` experts (finite log-likelihood) is its
+    choice, ``load_j = sum_i v_i [j chosen by i]``, and::
+
+        bias_j += rate * spread * sign(mean load - load_j)
+
+    on the balanced columns, ``spread`` the ``v``-weighted mean over the
+    rows of the standard deviation of their logits over those columns (as
+    :func:`skmoe._bias.score_scale`; 1 where it is 0).
+
+    Parameters
+    ----------
+    bias : Tensor of shape (n_experts,)
+        Updated in place.
+    logits : Tensor of shape (b, n_experts)
+        The gate's clean logits: the bias balances prediction's choice.
+    log_likelihood : Tensor of shape (b, n_experts)
+    v : Tensor of shape (b,)
+        The rows' weights, normalised to sum to one.
+    top_k : int
+    rate : float
+    balanced : bool Tensor of shape (n_experts,)
+    """
+    with torch.no_grad():
+        scores = (logits + bias).masked_fill(
+            ~(torch.isfinite(log_likelihood) & balanced), -torch.inf
+        )
+        chosen = scores.topk(min(top_k, int(balanced.sum())), dim=1).indices
+        picked = torch.zeros_like(scores).scatter_(1, chosen, 1.0)
+        picked = picked * torch.isfinite(scores)
+        load = v @ picked
+        error = load[balanced].mean() - load[balanced]
+        spread = v @ logits[:, balanced].std(dim=1, unbiased=False)
+        # a tensor, not a float: no wait for the device at every minibatch
+        step = rate * torch.where(spread > 0, spread, torch.ones_like(spread))
+        bias[balanced] += step * torch.sign(error)
+
+
+def mixture_loss(
+    objective,
+    *,
+    top_k=None,
+    noisy=False,
+    always_on=None,
+    bias=None,
+    bias_rate=None,
+):
     """The minibatch loss of the backprop step: the mixture's NLL + objective.
 
     ``- sum_i v_i (routed_log_mixture(h_i, ll_i) + offset_i) + objective``,
@@ -448,9 +503,20 @@ def mixture_loss(objective, *, top_k=None, noisy=False, always_on=None):
     ``"log_likelihood"`` ``ll`` and ``"offset"`` (a per-row constant taken
     out of ``ll``; it changes the loss, not the gradient), with the
     penalties of :meth:`GateObjective.penalised` (the load penalty too when
-    noisy). The penalties see the clean logits. Returns ``batch_loss(network,
-    batch, v, generator)`` for :func:`train_gate`.
+    noisy). The penalties see the clean logits. With a routing ``bias``
+    (``balance="bias"``, a tensor on the training device) each row's
+    candidates are chosen by ``logits + bias``, and after each minibatch
+    the bias takes a step of ``bias_rate`` (:func:`routing_bias_step`, on
+    the ``balanced`` columns of ``objective``, the shared expert's never).
+    Returns ``batch_loss(network, batch, v, generator)`` for
+    :func:`train_gate`.
     """
+    if bias is not None:
+        balanced = torch.ones(len(bias), dtype=torch.bool, device=bias.device)
+        if objective.balanced is not None:
+            balanced &= objective.balanced.to(bias.device)
+        if always_on is not None:
+            balanced[always_on] = False
 
     def batch_loss(network, batch, v, generator):
         clean_logits, noise_std = network(batch["z"])
@@ -464,8 +530,18 @@ def mixture_loss(objective, *, top_k=None, noisy=False, always_on=None):
             )
             logits = clean_logits + noise * noise_std
         log_mixture = routed_log_mixture(
-            logits, batch["log_likelihood"], top_k, always_on
+            logits, batch["log_likelihood"], top_k, always_on, bias
         )
+        if bias is not None:
+            routing_bias_step(
+                bias,
+                clean_logits.detach(),
+                batch["log_likelihood"],
+                v,
+                top_k=top_k,
+                rate=bias_rate,
+                balanced=balanced,
+            )
         nll = -(v @ (log_mixture + batch["offset"]))
         return objective.penalised(
             nll,
@@ -594,11 +670,15 @@ def train_on_mixture(
     balanced,
     always_on,
     random_state,
+    routing_bias=None,
+    bias_rate=None,
 ):
     """The body of ``fit_mixture`` for either gate, inputs already checked.
 
     ``Z`` are the gate's features of the rows, ``random_state`` the
-    generator to draw this step's seeds from.
+    generator to draw this step's seeds from. With ``bias_rate`` the
+    routing bias (starting at ``routing_bias``, or zeros) steps after every
+    minibatch and is stored, centred, as the gate's ``routing_bias_``.
     """
     n_experts = log_likelihood.shape[1]
     device = gate._training_device()
@@ -612,10 +692,21 @@ def train_on_mixture(
     offset = np.where(finite, log_likelihood, -np.inf).max(axis=1)
     offset[~finite.any(axis=1)] = 0.0  # rows of zero weight, removed anyway
     objective = gate_objective(gate, sample_weight, balanced, device)
+    bias = None
+    if bias_rate is not None:
+        start = np.zeros(n_experts) if routing_bias is None else routing_bias
+        bias = torch.as_tensor(start, dtype=torch.float32, device=device).clone()
     _fit_network(
         gate,
         network,
-        mixture_loss(objective, top_k=top_k, noisy=noisy, always_on=always_on),
+        mixture_loss(
+            objective,
+            top_k=top_k,
+            noisy=noisy,
+            always_on=always_on,
+            bias=bias,
+            bias_rate=bias_rate,
+        ),
         {"z": Z, "log_likelihood": log_likelihood - offset[:, None], "offset": offset},
         sample_weight,
         n_epochs=gate.n_epochs,
@@ -623,6 +714,11 @@ def train_on_mixture(
         device=device,
     )
     gate.n_experts_ = n_experts
+    if bias is not None:
+        routed = np.ones(n_experts, dtype=bool) if balanced is None else balanced.copy()
+        if always_on is not None:
+            routed[always_on] = False
+        gate.routing_bias_ = centred(bias.cpu().double().numpy(), routed)
 
 
 def _hidden_sizes(hidden_layer_sizes):
@@ -728,6 +824,10 @@ class MLPGate(_BaseGate):
         Epochs run by the last ``fit`` or ``fit_mixture``.
     loss_ : float
         Mean minibatch loss of the last epoch.
+    routing_bias_ : ndarray of shape (n_experts,)
+        The routing bias after the last ``fit_mixture(..., bias_rate=...)``
+        (``balance="bias"``, see ``SoftmaxGate.fit_mixture``); absent
+        otherwise.
 
     See Also
     --------

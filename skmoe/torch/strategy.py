@@ -13,6 +13,7 @@ epochs in a row.
 import numpy as np
 from scipy.special import log_softmax, logsumexp, softmax
 
+from .._bias import bias_rate
 from .._routing import routed_log_weights, top_k_mask
 from .._training.base import TrainingStrategy, TrainResult, VerboseReporter
 from .._training.em import check_noisy_gating, check_sinkhorn_training
@@ -30,7 +31,9 @@ def fuses(moe, estimators, gate):
     That is with ``training="backprop"`` when every expert is of one
     architecture, the gate is a SoftmaxGate or an MLPGate, and no option
     that only the alternating loop of gate steps and expert refits has is
-    set (a shared expert, capacity, ``cv``, initial responsibilities). The
+    set (a shared expert, capacity, ``cv``, initial responsibilities, a
+    routing bias: ``balance="bias"`` refits the experts on the rows its
+    biased routing sends them, between the gate's steps). The
     caller has checked that every expert declares it can fuse
     (``_skmoe_fusable``), before torch is imported.
     """
@@ -39,6 +42,7 @@ def fuses(moe, estimators, gate):
         or moe.capacity_factor is not None
         or moe.cv is not None
         or not (isinstance(moe.init, str) and moe.init == "auto")
+        or bias_rate(moe, len(estimators)) is not None
     )
     if moe.training != "backprop" or alternating_only:
         return False
