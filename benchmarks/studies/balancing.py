@@ -5,8 +5,9 @@ Three parts, each printed as it runs and written to
 
 1. **Load balance.** 8 clones of one decision tree, ``top_k=1``, on a real
    set (``credit_data``: 4,454 rows, binary), with no penalty, each balancing
-   penalty at a few strengths, training-time capacity, and backprop training
-   of the gate (with and without noisy top-k gating). Per configuration: max
+   penalty at a few strengths, training-time capacity, the routing bias
+   (``balance="bias"``) under each training mode, and backprop training of
+   the gate (with and without noisy top-k gating). Per configuration: max
    load / mean load of the experts as top choice on the test rows (from
    ``gate_proba``) and on the training rows (``top_choice_load_``), dead
    experts, accuracy and log-loss, and what they cost against no penalty on
