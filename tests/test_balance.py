@@ -1,8 +1,9 @@
 """Tests of skmoe._balance (balancing penalties) and of SoftmaxGate using them.
 
 Each penalty is checked against a reference written here from the papers'
-definitions, with plain Python loops (and, where there is one, a different
-formula), on random logits with and without sample weights.
+definitions (on the soft top-choice load, normalised as documented), with
+plain Python loops (and, where there is one, a different formula), on random
+logits with and without sample weights.
 """
 
 import math
@@ -16,9 +17,12 @@ import skmoe._gates
 from skmoe import SoftmaxGate
 from skmoe._balance import (
     BALANCE_PENALTIES,
+    SPREAD_FLOOR,
+    TOP_CHOICE_TEMPERATURE,
     balance_penalty,
     entropy_penalty,
     importance_penalty,
+    soft_top_choice_load,
     switch_penalty,
     z_loss_penalty,
 )
@@ -51,6 +55,28 @@ def mean_gate_reference(logits, w):
     return [p / sum(w) for p in P]
 
 
+def load_reference(logits, w, tau=TOP_CHOICE_TEMPERATURE):
+    """L_j: the weighted mean of softmax(c_i / (tau s_i)), by loops.
+
+    c_i the centred row, s_i^2 = mean_j c_ij^2 + rho^2 and rho^2 the floor
+    times the weighted mean of the rows' mean squares (the module docstring
+    of skmoe._balance).
+    """
+    w = weights_or_ones(logits, w)
+    centred = [[s - statistics.fmean(row) for s in row] for row in logits]
+    squares = [statistics.fmean(c * c for c in row) for row in centred]
+    floor = SPREAD_FLOOR * sum(w_i * m for w_i, m in zip(w, squares)) / sum(w)
+    n_experts = len(logits[0])
+    if floor == 0:
+        return [1.0 / n_experts] * n_experts
+    L = [0.0] * n_experts
+    for row, m, w_i in zip(centred, squares, w):
+        spread = math.sqrt(m + floor)
+        for j, q in enumerate(row_gate([c / (tau * spread) for c in row])):
+            L[j] += w_i * q
+    return [x / sum(w) for x in L]
+
+
 def routed_share_reference(logits, w):
     """f_j: weighted share of rows whose top expert is j (ties shared)."""
     w = weights_or_ones(logits, w)
@@ -64,27 +90,26 @@ def routed_share_reference(logits, w):
 
 
 def switch_reference(logits, w, fixed_share=None):
-    """Fedus et al. (2022), eq. 4: alpha=1, N * sum_i f_i P_i."""
+    """Fedus et al. (2022), eq. 4 (alpha=1, N * sum_i f_i P_i) on the soft
+    top-choice load, mapped to 0 when even and 1 when one expert takes all."""
     f = routed_share_reference(logits, w) if fixed_share is None else fixed_share
-    P = mean_gate_reference(logits, w)
-    return len(P) * sum(f_j * P_j for f_j, P_j in zip(f, P))
+    L = load_reference(logits, w)
+    E = len(L)
+    return (E * sum(f_j * L_j for f_j, L_j in zip(f, L)) - 1) / (E - 1)
 
 
 def importance_reference(logits, w):
-    """Shazeer et al. (2017): CV(Importance)^2, Importance_j = sum_x w_x G_j(x)."""
-    w = weights_or_ones(logits, w)
-    importance = [0.0] * len(logits[0])
-    for row, w_i in zip(logits, w):
-        for j, g in enumerate(row_gate(row)):
-            importance[j] += w_i * g
-    return statistics.pvariance(importance) / statistics.fmean(importance) ** 2
+    """Shazeer et al. (2017): CV(Importance)^2, here of the soft top-choice
+    load, divided by its largest value E - 1."""
+    L = load_reference(logits, w)
+    return statistics.pvariance(L) / statistics.fmean(L) ** 2 / (len(L) - 1)
 
 
 def entropy_reference(logits, w):
-    """KL(P || uniform) = log E - H(P)."""
-    P = mean_gate_reference(logits, w)
-    entropy = -sum(p * math.log(p) for p in P if p > 0)
-    return math.log(len(P)) - entropy
+    """KL(L || uniform) / log E = (log E - H(L)) / log E."""
+    L = load_reference(logits, w)
+    entropy = -sum(p * math.log(p) for p in L if p > 0)
+    return (math.log(len(L)) - entropy) / math.log(len(L))
 
 
 def z_loss_reference(logits, w):
@@ -222,12 +247,22 @@ def test_switch_gradient_holds_the_routed_shares_fixed(weighted):
     np.testing.assert_allclose(gradient, numerical_full, rtol=1e-6, atol=1e-9)
 
 
-def test_switch_gradient_moves_weight_off_the_busiest_expert():
-    # Most rows route to expert 0: the gradient is positive on its logits in
-    # every row, so a descent step lowers them.
+def test_switch_gradient_moves_the_row_near_a_tie_off_the_busiest_expert():
+    # Most rows route to expert 0. Row 1 is the one near a tie (with expert
+    # 1): it takes the gradient, which a descent step turns towards expert 1,
+    # lowering expert 0's load. The sharp rows are nearly saturated.
     logits = np.array([[2.0, 0.0, 0.0], [1.5, 1.0, 0.0], [3.0, 0.0, 1.0], [0, 2, 0]])
-    _, gradient = switch_penalty(logits)
-    assert (gradient[:, 0] > 0).all()
+    value, gradient = switch_penalty(logits)
+    assert np.argmax(np.abs(gradient).sum(axis=1)) == 1
+    assert gradient[1, 0] > 0 > gradient[1, 1]
+    assert np.abs(gradient[[0, 2, 3]]).max() < 0.05 * np.abs(gradient[1]).max()
+    even = np.full(4, 0.25)
+    stepped = logits - 30 * gradient
+    assert (
+        soft_top_choice_load(stepped, even)[0][0]
+        < soft_top_choice_load(logits, even)[0][0]
+    )
+    assert switch_penalty(stepped)[0] < value
 
 
 # -- invariants ------------------------------------------------------------------
@@ -245,9 +280,6 @@ def test_balancing_penalties_ignore_a_shift_of_each_row(name):
     np.testing.assert_allclose(gradient.sum(axis=1), 0.0, atol=1e-14)
 
 
-UNIFORM_VALUE = {"switch": 1.0, "importance": 0.0, "entropy": 0.0}
-
-
 @pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
 @pytest.mark.parametrize("weighted", [False, True])
 def test_uniform_gate_is_balanced_and_stationary(name, weighted):
@@ -255,7 +287,7 @@ def test_uniform_gate_is_balanced_and_stationary(name, weighted):
     logits = np.repeat(np.random.RandomState(0).normal(size=(10, 1)), 4, axis=1)
     w = random_weights(n=10) if weighted else None
     value, gradient = BALANCE_PENALTIES[name](logits, w)
-    assert value == pytest.approx(UNIFORM_VALUE[name], abs=1e-12)
+    assert value == pytest.approx(0.0, abs=1e-12)
     np.testing.assert_allclose(gradient, 0.0, atol=1e-14)
 
 
@@ -266,7 +298,7 @@ def test_balanced_sharp_routing_is_balanced(name):
     sharp = np.array([6.0, 0.0, 1.0])
     logits = np.array([np.roll(sharp, k) for k in range(3)] * 2)
     value, _ = BALANCE_PENALTIES[name](logits)
-    assert value == pytest.approx(UNIFORM_VALUE[name], abs=1e-12)
+    assert value == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", ["importance", "entropy"])
@@ -274,33 +306,121 @@ def test_importance_and_entropy_are_positive_away_from_uniform(name):
     for seed in range(20):
         logits = random_logits(seed=seed)
         value, _ = BALANCE_PENALTIES[name](logits, random_weights(seed=seed))
-        assert value > 0
-    # and at most their extreme values when one expert takes everything
-    collapsed = np.array([[50.0, 0.0, 0.0, 0.0]] * 5)
-    value, _ = BALANCE_PENALTIES[name](collapsed)
-    extreme = {"importance": 3.0, "entropy": math.log(4)}[name]  # E - 1, log E
-    assert value == pytest.approx(extreme, rel=1e-12)
+        assert 0 < value < 1
 
 
-def test_switch_is_one_when_the_routed_shares_are_uniform():
-    # f uniform, P not: E * sum_j P_j / E = 1.
-    logits = np.array([[1.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 0.3]])
-    P = softmax(logits, axis=1).mean(axis=0)
-    assert np.ptp(P) > 0.1
-    assert switch_penalty(logits)[0] == pytest.approx(1.0, abs=1e-12)
-    # and E when one expert takes every row with all the weight
-    assert switch_penalty(np.array([[60.0, 0, 0]] * 4))[0] == pytest.approx(3.0)
+@pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
+@pytest.mark.parametrize("n_experts", [2, 3, 8, 16])
+def test_the_scale_runs_from_even_to_one_expert_taking_everything(name, n_experts):
+    """0 when the load is even, 1 when one expert takes every row, for any
+    number of experts and of rows."""
+    one_hot = 30.0 * np.eye(n_experts)
+    for n_rows in (1, 7):
+        collapsed = np.repeat(one_hot[:1], n_rows, axis=0)
+        assert BALANCE_PENALTIES[name](collapsed)[0] == pytest.approx(1.0, abs=1e-6)
+    even = np.tile(one_hot, (3, 1))
+    assert BALANCE_PENALTIES[name](even)[0] == pytest.approx(0.0, abs=1e-12)
+    # and the same imbalance means the same at any number of rows
+    uneven = np.vstack([one_hot, one_hot[:1]])
+    assert BALANCE_PENALTIES[name](np.tile(uneven, (5, 1)))[0] == pytest.approx(
+        BALANCE_PENALTIES[name](uneven)[0], rel=1e-12
+    )
 
 
-def test_switch_can_dip_below_one_as_documented():
-    """The docstring: not a global minimum; the infimum is 7/8 for E=2."""
+def test_one_busy_expert_costs_as_documented():
+    """The module docstring: with one expert at r times the mean load and the
+    others even, importance is (r - 1)^2 / (E - 1)^2; entropy somewhat more."""
+    E, r = 8, 2.5
+    # 20 rows on expert 0, 6 on each of the others: r = 20 / (62 / 8)
+    rows = np.repeat(30.0 * np.eye(E), [20] + [6] * (E - 1), axis=0)
+    r = 20 / (len(rows) / E)
+    importance = importance_penalty(rows)[0]
+    assert importance == pytest.approx((r - 1) ** 2 / (E - 1) ** 2, rel=1e-6)
+    assert switch_penalty(rows)[0] == pytest.approx(importance, rel=1e-6)
+    assert entropy_penalty(rows)[0] > importance
+
+
+def test_switch_is_zero_when_the_routed_shares_are_uniform():
+    # f uniform, L not (row 0 nearly ties experts 0 and 1):
+    # (E * sum_j L_j / E - 1) / (E - 1) = 0.
+    logits = np.array([[1.0, 0.999, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
+    L = soft_top_choice_load(logits, np.full(3, 1 / 3))[0]
+    assert np.ptp(L) > 0.1
+    assert switch_penalty(logits)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_switch_can_dip_below_zero_as_documented():
+    """The docstring: not bounded below by 0; at least -1/8 with two experts."""
     # 3/4 of the rows barely prefer expert 0; 1/4 put all weight on expert 1.
     logits = np.array([[1e-9, 0.0]] * 3 + [[-40.0, 0.0]])
     value, _ = switch_penalty(logits)
-    assert value == pytest.approx(7 / 8, abs=1e-8)
+    assert value == pytest.approx(-1 / 8, abs=1e-8)
     rng = np.random.RandomState(0)
     for _ in range(200):
-        assert switch_penalty(rng.normal(scale=3, size=(8, 2)))[0] >= 7 / 8 - 1e-12
+        assert switch_penalty(rng.normal(scale=3, size=(8, 2)))[0] >= -1 / 8 - 1e-12
+
+
+@pytest.mark.parametrize("name", sorted(BALANCE_PENALTIES))
+def test_balancing_penalties_ignore_the_size_of_the_logits(name):
+    """Scaling every logit changes no top choice, nor any penalty: a gate
+    cannot lower one by flattening itself."""
+    logits, w = random_logits(seed=12), random_weights(seed=12)
+    value, gradient = BALANCE_PENALTIES[name](logits, w)
+    for factor in (1e-3, 0.5, 40.0):
+        scaled_value, scaled_gradient = BALANCE_PENALTIES[name](factor * logits, w)
+        assert scaled_value == pytest.approx(value, rel=1e-10)
+        np.testing.assert_allclose(scaled_gradient, gradient / factor, rtol=1e-8)
+    # hence no gradient along the scale
+    assert abs(np.sum(gradient * logits)) < 1e-12
+    # where the mean gate, at temperature=inf, does change with it
+    soft = BALANCE_PENALTIES[name](logits, w, temperature=np.inf)[0]
+    assert BALANCE_PENALTIES[name](0.01 * logits, w, temperature=np.inf)[0] < soft
+
+
+@pytest.mark.parametrize("name", ["importance", "entropy"])
+def test_infinite_temperature_measures_the_mean_gate(name):
+    logits, w = random_logits(seed=13), random_weights(seed=13)
+    P = np.asarray(mean_gate_reference(logits.tolist(), w))
+    expected = {
+        "importance": statistics.pvariance(P) / statistics.fmean(P) ** 2 / 3,
+        "entropy": float(P @ np.log(4 * P)) / math.log(4),
+    }[name]
+    value, gradient = BALANCE_PENALTIES[name](logits, w, temperature=np.inf)
+    assert value == pytest.approx(expected, rel=1e-10)
+    numerical = numerical_gradient(
+        lambda s: BALANCE_PENALTIES[name](s, w, temperature=np.inf)[0], logits.copy()
+    )
+    np.testing.assert_allclose(gradient, numerical, rtol=1e-6, atol=1e-9)
+
+
+def test_the_soft_load_follows_the_top_choice():
+    # 8 experts, sharp random rows: L is within a few rows' worth of f
+    logits = random_logits(n=400, E=8, scale=3.0, seed=14)
+    v = np.full(400, 1 / 400)
+    L = soft_top_choice_load(logits, v)[0]
+    f = np.asarray(routed_share_reference(logits.tolist(), None))
+    assert np.abs(L - f).max() < 0.01
+    # where the gate itself is much more even than its top choice
+    P = softmax(logits / 10, axis=1).mean(axis=0)
+    assert np.abs(P - f).max() > 3 * np.abs(L - f).max()
+
+
+def test_two_experts_get_a_gradient_near_a_tie():
+    # The floor under each row's spread keeps a near-tie soft: without it a
+    # row of two logits would only count the sign of their difference.
+    logits = np.array([[0.01, 0.0], [3.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    _, gradient = importance_penalty(logits)
+    assert np.abs(gradient[0]).max() > 10 * np.abs(gradient[1:]).max()
+    assert gradient[0, 0] > 0  # the busy expert 0 loses the near-tie row
+
+
+def test_a_uniform_gate_is_a_tie_with_no_gradient():
+    # all rows equal (any constant each): even load, zero gradient, all three
+    logits = np.repeat(np.arange(5.0)[:, None], 3, axis=1)
+    for penalty in BALANCE_PENALTIES.values():
+        value, gradient = penalty(logits)
+        assert value == 0.0
+        np.testing.assert_array_equal(gradient, 0.0)
 
 
 def test_z_loss_is_zero_only_when_every_log_partition_is():
@@ -397,38 +517,46 @@ def test_gate_gradient_matches_finite_differences_of_the_documented_objective(
         )
 
 
-def max_over_min_mean_gate(gate, X, w):
-    P = np.average(gate.predict_proba(X), axis=0, weights=w)
-    return P.max() / P.min()
+def top_choice_ratios(gate, X, w):
+    """(max, min) over the experts of the weighted share of top choices,
+    divided by the mean share."""
+    logits = gate.decision_function(X)
+    share = np.bincount(logits.argmax(axis=1), weights=w, minlength=logits.shape[1])
+    share = share / share.mean()
+    return share.max(), share.min()
 
 
 @pytest.mark.parametrize("balance", sorted(BALANCE_PENALTIES))
-def test_strong_balance_spreads_the_gate(balance):
+def test_balance_evens_the_top_choice_and_never_collapses(balance):
     X, R, w = unbalanced_problem()
-    plain = max_over_min_mean_gate(SoftmaxGate().fit(X, R, w), X, w)
-    assert plain > 8  # the responsibilities' 90 / 5 / 5
-    ratios = [
-        max_over_min_mean_gate(
+    # the responsibilities' 90 / 5 / 5: every top choice on expert 0
+    assert top_choice_ratios(SoftmaxGate().fit(X, R, w), X, w) == (3.0, 0.0)
+    ratios = {
+        s: top_choice_ratios(
             SoftmaxGate(balance=balance, balance_strength=s).fit(X, R, w), X, w
         )
-        for s in [0.01, 0.5]
-    ]
-    assert ratios[0] < plain
-    assert ratios[1] < 0.5 * plain
-    assert ratios[1] < ratios[0]
+        for s in [0.1, 3.0, 10.0, 1000.0]
+    }
+    assert ratios[0.1][0] == 3.0  # too weak to move a row
+    assert ratios[3.0][0] < 1.2
+    for s in (10.0, 1000.0):
+        busiest, idlest = ratios[s]
+        assert busiest < 1.05 and idlest > 0.95
 
 
-def test_importance_and_entropy_approach_uniform_as_the_strength_grows():
-    X, R, w = unbalanced_problem()
-    for balance in ["importance", "entropy"]:
-        ratios = [
-            max_over_min_mean_gate(
-                SoftmaxGate(balance=balance, balance_strength=s).fit(X, R, w), X, w
-            )
-            for s in [0.1, 1.0, 10.0, 100.0]
-        ]
-        assert np.all(np.diff(ratios) < 0)
-        assert ratios[-1] < 1.1
+@pytest.mark.parametrize("balance", sorted(BALANCE_PENALTIES))
+def test_balance_from_a_uniform_warm_start_is_the_cold_fit(balance):
+    """A gate warm-started at the uniform gate (fitted to even
+    responsibilities, as the gate's EM under crossfit starts) leaves it as a
+    cold fit does: every top choice a tie is no balanced routing."""
+    X, R, w = unbalanced_problem(n=120)
+    gate = SoftmaxGate(balance=balance, balance_strength=100.0)
+    gate.fit(X, np.full_like(R, 1 / 3), w)
+    np.testing.assert_array_equal(gate.coef_, 0.0)
+    warm = gate.fit(X, R, w, warm_start=True).coef_.copy()
+    cold = gate.fit(X, R, w).coef_
+    np.testing.assert_array_equal(warm, cold)
+    assert top_choice_ratios(gate, X, w)[0] < 1.1
 
 
 def test_z_loss_shrinks_the_log_partition():
@@ -579,3 +707,58 @@ def test_balancing_a_single_expert_changes_nothing(balance, training):
     plain = MoEClassifier(**make, random_state=0).fit(X, y)
     balanced = MoEClassifier(**make, balance=balance, random_state=0).fit(X, y)
     np.testing.assert_allclose(balanced.predict_proba(X), plain.predict_proba(X))
+
+
+# -- no collapse at any strength ---------------------------------------------------
+
+
+def cancer_trees():
+    """The issue's setup: breast cancer, standardised, and the mixture of 8
+    clones of a depth-3 tree, top_k=1."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    from skmoe import MoEClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    moe = MoEClassifier(
+        DecisionTreeClassifier(max_depth=3), n_experts=8, top_k=1, random_state=0
+    )
+    return moe, StandardScaler().fit_transform(X), y
+
+
+def top_choice_max_over_mean(moe, **params):
+    """max/mean top-choice load on the training rows, and the dead experts."""
+    import warnings
+
+    moe, X, y = moe
+    with warnings.catch_warnings():
+        # experts that collapse on the way warn; the load is what is tested
+        warnings.simplefilter("ignore")
+        fitted = moe.set_params(**params).fit(X, y)
+    return fitted.top_choice_load_.max() * 8, fitted.n_dead_experts_
+
+
+def assert_no_collapse(strengths, training="em"):
+    moe = cancer_trees()
+    plain, plain_dead = top_choice_max_over_mean(moe, training=training)
+    for balance in sorted(BALANCE_PENALTIES):
+        for strength in strengths:
+            ratio, dead = top_choice_max_over_mean(
+                moe, training=training, balance=balance, balance_strength=strength
+            )
+            assert ratio <= plain + 0.1, (balance, strength, ratio, plain)
+            assert dead <= plain_dead, (balance, strength, dead)
+
+
+def test_no_penalty_collapses_the_routing_at_a_high_strength():
+    """The issue: the switch loss at strength 100 sent every row to one
+    expert (8.0, 7 dead; the plain mixture 2.29). No penalty does now."""
+    assert_no_collapse([100.0, 1000.0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("training", ["em", "crossfit"])
+def test_no_collapse_at_any_strength(training):
+    assert_no_collapse([0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], training=training)

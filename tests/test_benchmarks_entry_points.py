@@ -75,7 +75,7 @@ def test_cost_writes_every_part(tmp_path):
 def test_balancing_smoke(tmp_path):
     balancing.main(["--smoke", "--out", str(tmp_path)])
     found = pd.read_csv(tmp_path / "records.csv")
-    assert set(found["part"]) == {"load_balance", "regimes", "shared"}
+    assert set(found["part"]) == {"load_balance", "sweep", "regimes", "shared"}
     assert set(found.loc[found["part"] == "regimes", "set"]) == {
         "regimes_regression", "regimes_classification"}  # fmt: skip
     assert found.loc[found["part"] == "regimes", "ari"].notna().all()
@@ -83,6 +83,8 @@ def test_balancing_smoke(tmp_path):
     assert "- command: `python -m benchmarks.studies.balancing --smoke" in text
     for section in ("## 1. Load balance", "## 2. Regime recovery", "## 3. Shared"):
         assert section in text
+    assert "### Strength sweep" in text
+    assert (tmp_path / "strength_sweep.png").exists()
 
 
 def test_oof_gate_tiny(tmp_path):

@@ -1234,7 +1234,11 @@ def test_backprop_is_reproducible(torch):
 
 
 def test_noisy_gating_learns_its_noise_and_predicts_without_it(torch):
-    moe, X, *_ = _backprop_regimes(top_k=1, noisy_gating=True, balance="importance")
+    # a weak penalty: at a strong one the first iterate, whose gate is a
+    # cold fit without noise, can have the lowest penalised objective
+    moe, X, *_ = _backprop_regimes(
+        top_k=1, noisy_gating=True, balance="importance", balance_strength=0.01
+    )
     assert np.any(moe.gate_.noise_coef_ != 0)
     first = moe.gate_proba(X)
     np.testing.assert_array_equal(first, moe.gate_proba(X))

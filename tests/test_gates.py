@@ -320,7 +320,7 @@ def test_invalid_balancing_parameters_raise(params):
 def test_balancing_parameters_default_to_off():
     params = SoftmaxGate().get_params()
     assert params["balance"] is None
-    assert params["balance_strength"] == 0.01
+    assert params["balance_strength"] == 10.0
     assert params["z_loss"] == 0.0
 
 

@@ -4,15 +4,21 @@ Three parts, each printed as it runs and written to
 ``benchmarks/results/balancing/`` (``summary.md``, ``records.csv``):
 
 1. **Load balance.** 8 clones of one decision tree, ``top_k=1``, on a real
-   set (``credit_data``: 4,454 rows, binary), with no penalty, each balancing
-   penalty at a few strengths, training-time capacity, the routing bias
-   (``balance="bias"``) under each training mode, and backprop training of
-   the gate (with and without noisy top-k gating). Per configuration: max
-   load / mean load of the experts as top choice on the test rows (from
+   set (``credit_data``: 4,454 rows, binary), with no penalty, each
+   balancing penalty at its default strength, the routing bias
+   (``balance="bias"``) and the balanced E-step (``balance="sinkhorn"``,
+   not under backprop) under each training mode (``"crossfit"``, the
+   default, ``"em"`` and ``"backprop"``, the last also with noisy top-k
+   gating), and training-time capacity. Per configuration:
+   max load / mean load of the experts as top choice on the test rows (from
    ``gate_proba``) and on the training rows (``top_choice_load_``), dead
-   experts, accuracy and log-loss, and what they cost against no penalty on
-   the same split. Goal: ratio <= 1.25 with no dead expert at an accuracy
-   cost of at most 0.01 (absolute).
+   experts, accuracy and log-loss, and what they cost against no penalty
+   under the same training mode on the same split. Goal: ratio <= 1.25 with
+   no dead expert at an accuracy cost of at most 0.01 (absolute).
+   **Strength sweep**: each penalty at strengths 0.01 to 1000 under
+   ``"crossfit"`` and ``"em"``, the max/mean load against the strength
+   plotted on a log axis (``strength_sweep.png``): no strength may make the
+   routing collapse.
 2. **Regime recovery.** On the two synthetic three-regime sets of the
    registry, a mixture of three linear experts: adjusted Rand index of each
    test row's top expert against its true regime. Goal: 0.9 or more.
@@ -30,9 +36,14 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from sklearn.base import clone
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+from sklearn.base import clone  # noqa: E402
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -53,6 +64,19 @@ OUT = RESULTS / "balancing"
 #: The real set of parts 1 and 3: a few thousand rows, binary, mixed types.
 REAL_SET = "credit_data"
 N_EXPERTS = 8
+#: Part 1's second setup: a larger real binary set and more clones.
+#: ``DAAG/nassCDS`` (US car crashes 1997-2002, 26,217 rows; target: the
+#: occupant died), subsampled to :data:`LARGE_ROWS` rows, stratified.
+#: Dropped: ``injSeverity`` (its level 4 is "killed": it leaks the target),
+#: ``caseid`` (an identifier) and ``weight`` (the survey's sampling weight).
+#: Not in the benchmark registry, so that adding it leaves the main
+#: benchmark's sets (and its cache keys) as they are.
+LARGE_SET = "nassCDS"
+LARGE_SOURCE = ("DAAG", "nassCDS")
+LARGE_TARGET = "dead"
+LARGE_DROP = ("injSeverity", "caseid", "weight")
+LARGE_ROWS = 12000
+N_LARGE_EXPERTS = 16
 #: A shallow tree: enough rows per leaf that a clone fitted on 1/8 of the data
 #: is not a lookup table of its own rows.
 TREE = DecisionTreeClassifier(max_depth=4, min_samples_leaf=20)
@@ -130,11 +154,33 @@ def mean_sd(values, fmt="{:.3f}"):
     return f"{fmt.format(values.mean())} ± {spread}"
 
 
-def real_splits(n_splits, n_repeats, max_rows=None):
+def load_large_set(max_rows=LARGE_ROWS):
+    """Features and 0/1 target of :data:`LARGE_SET` (see its comment)."""
+    frame = datasets._rdataset(*LARGE_SOURCE).drop(columns=["rownames"])
+    y = (frame[LARGE_TARGET] == "dead").to_numpy(dtype=np.int64)
+    X = frame.drop(columns=[LARGE_TARGET, *LARGE_DROP])
+    if max_rows is not None and len(X) > max_rows:
+        keep, _ = train_test_split(
+            np.arange(len(X)), train_size=max_rows, stratify=y, random_state=SEED
+        )
+        keep = np.sort(keep)
+        X, y = X.iloc[keep].reset_index(drop=True), y[keep]
+    return X, y
+
+
+def load_set(name, max_rows=None):
+    """Features and encoded target of part 1's set ``name``."""
+    if name == LARGE_SET:
+        return load_large_set(max_rows or LARGE_ROWS)
+    X, y, _ = datasets.load(name, max_rows=max_rows)
+    return X, y
+
+
+def real_splits(n_splits, n_repeats, max_rows=None, name=REAL_SET):
     """Preprocessed (X_train, X_test, y_train, y_test) of each held-out split
-    of the real set: repeated stratified K-fold with a fixed seed, the shared
+    of a real set: repeated stratified K-fold with a fixed seed, the shared
     preprocessing fitted on each training part."""
-    X, y, _ = datasets.load(REAL_SET, max_rows=max_rows)
+    X, y = load_set(name, max_rows)
     folds = RepeatedStratifiedKFold(
         n_splits=n_splits, n_repeats=n_repeats, random_state=SEED
     )
@@ -151,49 +197,64 @@ def first_error(errors):
 # -- part 1: load balance ----------------------------------------------------
 
 
+#: The balancing penalties, compared at their default strength.
+PENALTIES = ("switch", "importance", "entropy")
+#: The training modes compared, with the label each configuration starts with.
+TRAININGS = {"crossfit": "", "em": "em, ", "backprop": "backprop, "}
+#: The strengths of the sweep (a log axis), and its training modes.
+SWEEP_STRENGTHS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+SWEEP_TRAININGS = ("crossfit", "em")
+
+
 def load_balance_configs(quick):
-    """(label, MoEClassifier parameters) of each configuration compared."""
-    strengths = (0.1, 1.0) if quick else (0.01, 0.1, 1.0)
-    configs = [("no penalty", {})]
-    for balance in ("switch", "importance", "entropy"):
-        for strength in strengths:
+    """(label, MoEClassifier parameters, baseline label) of each
+    configuration compared: the accuracy cost is against its baseline, no
+    penalty under the same training mode."""
+    configs = []
+    for training, prefix in TRAININGS.items():
+        mode = {} if training == "crossfit" else {"training": training}
+        baseline = f"{prefix}no penalty"
+        configs.append((baseline, mode, baseline))
+        for balance in (*PENALTIES, "bias", "sinkhorn"):
+            if balance == "sinkhorn" and training == "backprop":
+                continue  # an E-step's balancing: backprop has no E-step
             configs.append(
-                (
-                    f"{balance} {strength:g}",
-                    {"balance": balance, "balance_strength": strength},
-                )
+                (f"{prefix}{balance}", {**mode, "balance": balance}, baseline)
             )
+    configs.append(
+        (
+            "backprop, noisy, importance",
+            {"training": "backprop", "noisy_gating": True, "balance": "importance"},
+            "backprop, no penalty",
+        )
+    )
     for factor in (1.0,) if quick else (1.0, 1.25):
-        configs.append((f"capacity {factor:g}", {"capacity_factor": factor}))
-    # auxiliary-loss-free: a routing bias on the top-k choice, at its default
-    # rate, under each training mode (EM against its own unbalanced fit too)
-    em = {"training": "em"}
-    configs += [("bias", {"balance": "bias"}), ("em, no penalty", em)]
-    configs.append(("em, bias", {**em, "balance": "bias"}))
-    backprop = {"training": "backprop"}
-    configs += [
-        ("backprop, no penalty", backprop),
-        ("backprop, bias", {**backprop, "balance": "bias"}),
-        (
-            "backprop, importance 0.1",
-            {**backprop, "balance": "importance", "balance_strength": 0.1},
-        ),
-        (
-            "backprop, noisy, importance 0.1",
-            {
-                **backprop,
-                "noisy_gating": True,
-                "balance": "importance",
-                "balance_strength": 0.1,
-            },
-        ),
-    ]
+        # capacity limits EM's in-sample routing: an option of training="em"
+        params = {"training": "em", "capacity_factor": factor}
+        configs.append((f"em, capacity {factor:g}", params, "em, no penalty"))
+    return configs
+
+
+def sweep_configs(smoke):
+    """(label, parameters, baseline label) of the strength sweep; its
+    baselines are part 1's (the same splits and mixtures)."""
+    configs = []
+    trainings = SWEEP_TRAININGS[:1] if smoke else SWEEP_TRAININGS
+    strengths = SWEEP_STRENGTHS[-2:] if smoke else SWEEP_STRENGTHS
+    for training in trainings:
+        prefix = TRAININGS[training]
+        mode = {} if training == "crossfit" else {"training": training}
+        for balance in PENALTIES[:1] if smoke else PENALTIES:
+            for strength in strengths:
+                params = {**mode, "balance": balance, "balance_strength": strength}
+                label = f"{prefix}{balance} {strength:g}"
+                configs.append((label, params, f"{prefix}no penalty"))
     return configs
 
 
 def load_balance_record(moe, X_test, y_test):
     """Held-out routing and scores of one fitted top-1 mixture of trees."""
-    loads = test_top_choice_loads(moe, X_test, N_EXPERTS)
+    loads = test_top_choice_loads(moe, X_test, moe.n_experts)
     # The gate's mean soft weight per expert, before top-1 truncation: a
     # penalty on it can be met by flattening the gate without moving any
     # row's top choice, which this column shows.
@@ -211,55 +272,73 @@ def load_balance_record(moe, X_test, y_test):
     }
 
 
-def run_load_balance(sizes, log):
-    """Part 1: every configuration on every split; one record each."""
+def fit_load_balance(split, data, config, setup, part):
+    """One configuration on one split: its record and its log line (a
+    task of :func:`run_load_balance`, single-threaded in its worker)."""
+    X_train, X_test, y_train, y_test = data
+    label, params, baseline = config
+    with single_threaded(torch=True):
+        moe = MoEClassifier(
+            TREE, n_experts=setup.n_experts, top_k=1, random_state=SEED, **params
+        )
+        seconds, error, warned = fit_and_time(moe, X_train, y_train)
+        record = {"part": part, "setup": setup.name, "config": label}
+        record |= {"split": split, "baseline": baseline, "training": moe.training}
+        record["balance_strength"] = params.get("balance_strength", np.nan)
+        record |= {"fit_s": seconds, "error": error, "warnings": warned}
+        if not error:
+            record |= load_balance_record(moe, X_test, y_test)
+    line = f"[{part.replace('_', ' ')}] {setup.name} split {split} {label:32s} " + (
+        f"ERROR {error[:90]}"
+        if error
+        else f"test max/mean {record['test_ratio']:.2f} "
+        f"dead {record['test_dead']} acc {record['accuracy']:.4f} "
+        f"kept iter {record['kept_iter']}/{record['n_iter']} "
+        f"{seconds:.1f}s"
+    )
+    return record, line
+
+
+def run_load_balance(sizes, log, configs, setup, part="load_balance"):
+    """Part 1: every configuration on every split of ``setup``'s set; one
+    record each. The (split, configuration) fits run ``sizes.n_jobs`` at a
+    time; every fit is seeded, so the records do not depend on it."""
+    splits = list(real_splits(setup.splits, setup.repeats, setup.rows, setup.name))
+    tasks = [
+        delayed(fit_load_balance)(split, data, config, setup, part)
+        for split, data in enumerate(splits)
+        for config in configs
+    ]
     records = []
-    configs = load_balance_configs(sizes.quick)[: sizes.configs]
-    for split, (X_train, X_test, y_train, y_test) in enumerate(
-        real_splits(sizes.splits, sizes.repeats, sizes.rows)
-    ):
-        for label, params in configs:
-            moe = MoEClassifier(
-                TREE, n_experts=N_EXPERTS, top_k=1, random_state=SEED, **params
-            )
-            seconds, error, warned = fit_and_time(moe, X_train, y_train)
-            record = {"part": "load_balance", "config": label, "split": split}
-            record |= {"fit_s": seconds, "error": error, "warnings": warned}
-            if not error:
-                record |= load_balance_record(moe, X_test, y_test)
-            records.append(record)
-            log(
-                f"[load balance] split {split} {label:32s} "
-                + (
-                    f"ERROR {error[:90]}"
-                    if error
-                    else f"test max/mean {record['test_ratio']:.2f} "
-                    f"dead {record['test_dead']} acc {record['accuracy']:.4f} "
-                    f"kept iter {record['kept_iter']}/{record['n_iter']} "
-                    f"{seconds:.1f}s"
-                )
-            )
+    for record, line in Parallel(n_jobs=sizes.n_jobs, return_as="generator")(tasks):
+        records.append(record)
+        log(line)
     return pd.DataFrame(records)
 
 
 def with_costs(records):
-    """Add each record's accuracy and log-loss change against the no-penalty
-    mixture on the same split (positive accuracy cost: worse)."""
-    baseline = records[records["config"] == "no penalty"].set_index("split")
+    """Add each record's accuracy and log-loss change against its baseline
+    (no penalty under the same training mode) on the same split (positive
+    accuracy cost: worse)."""
     records = records.copy()
-    records["accuracy_cost"] = (
-        records["split"].map(baseline["accuracy"]) - records["accuracy"]
+    baseline = records.set_index(["setup", "config", "split"])
+    key = pd.MultiIndex.from_arrays(
+        [records["setup"], records["baseline"], records["split"]]
     )
-    records["log_loss_change"] = records["log_loss"] - records["split"].map(
-        baseline["log_loss"]
+    records["accuracy_cost"] = (
+        baseline["accuracy"].reindex(key).to_numpy() - records["accuracy"]
+    )
+    records["log_loss_change"] = (
+        records["log_loss"] - baseline["log_loss"].reindex(key).to_numpy()
     )
     return records
 
 
 def load_balance_table(records):
-    """One row per configuration: mean ± sd over the splits, and the goal."""
+    """One row per configuration: mean ± sd over the splits, and the goal
+    (``records`` with their costs, :func:`with_costs`)."""
     rows = []
-    for label, part in with_costs(records).groupby("config", sort=False):
+    for label, part in records.groupby("config", sort=False):
         failed = part["error"].astype(bool)
         ok = part[~failed]
         meets = (
@@ -291,6 +370,89 @@ def load_balance_table(records):
             }
         )
     return pd.DataFrame(rows)
+
+
+def sweep_table(records):
+    """One row per training mode and penalty, one column per strength:
+    mean test max/mean (largest number of dead test experts over the
+    splits) and mean accuracy cost; the no-penalty row for reference."""
+    sweep = records[records["part"] == "sweep"]
+    rows = []
+    for training in SWEEP_TRAININGS:
+        prefix = TRAININGS[training]
+        baseline = records[records["config"] == f"{prefix}no penalty"]
+        if baseline.empty or sweep[sweep["training"] == training].empty:
+            continue
+        rows.append(
+            {
+                "training": training,
+                "penalty": "none",
+                **{
+                    f"{s:g}": _sweep_cell(baseline, with_cost=False)
+                    for s in SWEEP_STRENGTHS
+                },
+            }
+        )
+        for balance in PENALTIES:
+            cells = {}
+            for strength in SWEEP_STRENGTHS:
+                part = sweep[sweep["config"] == f"{prefix}{balance} {strength:g}"]
+                cells[f"{strength:g}"] = "–" if part.empty else _sweep_cell(part)
+            if set(cells.values()) != {"–"}:
+                rows.append({"training": training, "penalty": balance, **cells})
+    return pd.DataFrame(rows)
+
+
+def _sweep_cell(part, with_cost=True):
+    ok = part[~part["error"].astype(bool)]
+    if ok.empty:
+        return "failed"
+    text = f"{ok['test_ratio'].mean():.2f} ({ok['test_dead'].max():.0f})"
+    if with_cost:
+        text += f" {ok['accuracy_cost'].mean():+.3f}"
+    return text
+
+
+def plot_sweep(records, path):
+    """Mean test max/mean load against the strength (log axis), a panel per
+    training mode, a line per penalty; no penalty and the goal as levels."""
+    sweep = records[(records["part"] == "sweep") & ~records["error"].astype(bool)]
+    trainings = [t for t in SWEEP_TRAININGS if (sweep["training"] == t).any()]
+    figure, axes = plt.subplots(
+        1, len(trainings), figsize=(5.5 * len(trainings), 4), squeeze=False
+    )
+    for axis, training in zip(axes[0], trainings):
+        prefix = TRAININGS[training]
+        baseline = records[records["config"] == f"{prefix}no penalty"]
+        for balance, marker in zip(PENALTIES, "osd"):
+            part = sweep[
+                (sweep["training"] == training)
+                & sweep["config"].str.startswith(f"{prefix}{balance} ")
+            ]
+            if part.empty:
+                continue
+            means = part.groupby("balance_strength")["test_ratio"].mean()
+            axis.plot(means.index, means.to_numpy(), marker=marker, label=balance)
+        if not baseline.empty:
+            axis.axhline(
+                baseline["test_ratio"].mean(), color="grey", ls="--", label="no penalty"
+            )
+        axis.axhline(GOAL_RATIO, color="green", ls=":", label=f"goal {GOAL_RATIO}")
+        axis.axhline(
+            N_EXPERTS, color="red", ls=":", lw=1, label="collapse (all to one)"
+        )
+        axis.set_xscale("log")
+        axis.set_ylim(0.9, N_EXPERTS + 0.3)
+        axis.set_xlabel("balance_strength")
+        axis.set_ylabel("test max/mean top-choice load")
+        axis.set_title(f'training="{training}"')
+        axis.legend(fontsize=8)
+    figure.suptitle(
+        f"{N_EXPERTS} tree clones, top_k=1, {REAL_SET}: mean over the splits"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 # -- part 2: regime recovery -------------------------------------------------
@@ -422,16 +584,19 @@ def shared_configs():
     And the converse, routed linear experts with a shared tree, a classic
     mixture of linear experts with a non-linear backbone.
     """
+    # A shared expert is an option of the in-sample algorithms: every mixture
+    # here is trained by EM, so that each pair differs by the shared expert.
+    em = {"top_k": 1, "training": "em"}
     return [
-        ("8 trees, top-1", MoEClassifier(TREE, n_experts=8, top_k=1)),
+        ("8 trees, top-1", MoEClassifier(TREE, n_experts=8, **em)),
         (
             "8 trees, top-1, + shared logistic",
-            MoEClassifier(TREE, n_experts=8, top_k=1, shared_expert=LINEAR),
+            MoEClassifier(TREE, n_experts=8, shared_expert=LINEAR, **em),
         ),
-        ("4 logistic, top-1", MoEClassifier(LINEAR, n_experts=4, top_k=1)),
+        ("4 logistic, top-1", MoEClassifier(LINEAR, n_experts=4, **em)),
         (
             "4 logistic, top-1, + shared tree",
-            MoEClassifier(LINEAR, n_experts=4, top_k=1, shared_expert=TREE),
+            MoEClassifier(LINEAR, n_experts=4, shared_expert=TREE, **em),
         ),
         ("logistic alone", LINEAR),
         ("tree alone", TREE),
@@ -535,15 +700,26 @@ def markdown_table(frame):
     return md_table(frame, drop_empty_error=True)
 
 
-def write_summary(out, head, tables, protocol_notes):
-    balance, regimes, shared, effects = tables
+def write_summary(out, head, tables, protocol_notes, setups):
+    balance, sweep, regimes, shared, effects = tables
+    per_setup = []
+    for setup, table in zip(setups, balance):
+        per_setup += [
+            f"### {setup.n_experts} tree clones, top_k=1, on {setup.name} "
+            f"({setup.repeats} x {setup.splits}-fold)",
+            markdown_table(table),
+            goal_line(table, ["configuration"]),
+        ]
     text = "\n\n".join(
         [
             head,
-            "## 1. Load balance: 8 tree clones, top_k=1, on " + REAL_SET,
+            "## 1. Load balance: tree clones, top_k=1",
             protocol_notes["balance"],
-            markdown_table(balance),
-            goal_line(balance, ["configuration"]),
+            *per_setup,
+            "### Strength sweep",
+            protocol_notes["sweep"],
+            markdown_table(sweep),
+            "![max/mean load against strength](strength_sweep.png)",
             "## 2. Regime recovery on the synthetic regime sets",
             protocol_notes["regimes"],
             markdown_table(regimes),
@@ -566,6 +742,30 @@ MODES = {
     "smoke": dict(splits=2, repeats=1, seeds=(0,), rows=400, configs=2),
 }
 
+#: Part 1's two setups: (set, clones, splits, repeats, row cap) per mode. The
+#: larger set gets 1 x 5 folds in the full run: each fit costs about ten
+#: times one on credit_data.
+SETUPS = {
+    "full": [
+        (REAL_SET, N_EXPERTS, 5, 2, None),
+        (LARGE_SET, N_LARGE_EXPERTS, 5, 1, None),
+    ],
+    "quick": [
+        (REAL_SET, N_EXPERTS, 3, 1, None),
+        (LARGE_SET, N_LARGE_EXPERTS, 3, 1, None),
+    ],
+    "smoke": [
+        (REAL_SET, N_EXPERTS, 2, 1, 400),
+        (LARGE_SET, N_LARGE_EXPERTS, 2, 1, 800),
+    ],
+}
+
+
+def setups(mode):
+    """Part 1's setups of ``mode``, as namespaces."""
+    fields = ("name", "n_experts", "splits", "repeats", "rows")
+    return [argparse.Namespace(**dict(zip(fields, s))) for s in SETUPS[mode]]
+
 
 def parser():
     p = argparse.ArgumentParser(
@@ -582,6 +782,12 @@ def parser():
         help="tiny (400 rows, 2 splits, 1 seed, 2 configurations a part): a test",
     )
     p.add_argument("--out", default=str(OUT), help="report folder")
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="part 1's fits run this many at a time (the records do not change)",
+    )
     return p
 
 
@@ -591,14 +797,38 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    sizes = argparse.Namespace(quick=mode != "full", **MODES[mode])
+    sizes = argparse.Namespace(
+        quick=mode != "full", n_jobs=args.n_jobs, setups=setups(mode), **MODES[mode]
+    )
 
     def run_parts():
         # torch too: backprop training uses it, and the machine is shared
         with single_threaded(torch=True):
-            balance = run_load_balance(sizes, log)
-            balance_summary = load_balance_table(balance)
-            log("\n" + markdown_table(balance_summary) + "\n")
+            configs = load_balance_configs(sizes.quick)[: sizes.configs]
+            small, large = sizes.setups
+            balance = [
+                run_load_balance(sizes, log, configs, setup) for setup in sizes.setups
+            ]
+            sweep = run_load_balance(
+                sizes, log, sweep_configs(mode == "smoke"), small, part="sweep"
+            )
+            balance = with_costs(pd.concat([*balance, sweep], ignore_index=True))
+            balance_summary = [
+                load_balance_table(
+                    balance[
+                        (balance["part"] == "load_balance")
+                        & (balance["setup"] == setup.name)
+                    ]
+                )
+                for setup in sizes.setups
+            ]
+            for table in balance_summary:
+                log("\n" + markdown_table(table) + "\n")
+            sweep_summary = sweep_table(balance[balance["setup"] == small.name])
+            log(markdown_table(sweep_summary) + "\n")
+            plot_sweep(
+                balance[balance["setup"] == small.name], out / "strength_sweep.png"
+            )
             regimes = run_regimes(sizes, log)
             regimes_summary = regimes_table(regimes)
             log("\n" + markdown_table(regimes_summary) + "\n")
@@ -612,6 +842,7 @@ def main(argv=None):
             shared,
             (
                 balance_summary,
+                sweep_summary,
                 regimes_summary,
                 shared_summary,
                 effects,
@@ -620,7 +851,7 @@ def main(argv=None):
 
     (balance, regimes, shared, tables), seconds = timed(run_parts)
     n_splits, n_repeats, seeds = sizes.splits, sizes.repeats, sizes.seeds
-    records = pd.concat([with_costs(balance), regimes, shared], ignore_index=True)
+    records = pd.concat([balance, regimes, shared], ignore_index=True)
     records.to_csv(out / "records.csv", index=False)
     minutes = seconds / 60
     splits = f"{n_repeats} x stratified {n_splits}-fold (seed {SEED})"
@@ -629,23 +860,38 @@ def main(argv=None):
     tree = repr(TREE)  # scikit-learn shows the parameters that differ from default
     notes = {
         "balance": (
-            f"`MoEClassifier({tree}, n_experts=8, top_k=1, random_state={SEED})` "
-            f"and the options named; {splits}, shared preprocessing fitted on "
+            f"`MoEClassifier({tree}, n_experts=E, top_k=1, random_state={SEED})` "
+            f"and the options named: E={N_EXPERTS} on {REAL_SET} ({splits}); "
+            f"E={N_LARGE_EXPERTS} on {LARGE_SET} (DAAG's US car crashes, "
+            f"{LARGE_ROWS:,} of its 26,217 rows, stratified; target: the "
+            "occupant died; `injSeverity`, which leaks it, `caseid` and the "
+            "survey `weight` dropped); shared preprocessing fitted on "
             "each training part. *test max/mean*: the largest share of test "
             "rows whose top choice (argmax of `gate_proba`) is one expert, "
-            "divided by 1/8; *train max/mean* the same from `top_choice_load_` "
+            "divided by 1/E; *train max/mean* the same from `top_choice_load_` "
             "(training rows); *soft gate max/mean* the same for the gate's mean "
             "softmax weight before top-1 truncation (what the penalties act "
             "on). *dead*: experts that are the top choice of no test row / "
             "`n_dead_experts_`, the largest over the splits. *accuracy cost*: "
-            "no-penalty accuracy minus this accuracy on the same split "
-            "(positive is worse). *kept iter*: the EM iteration whose fit is "
+            "the accuracy of no penalty under the same training mode minus "
+            "this accuracy, on the same split (positive is worse). A penalty's "
+            "strength is the default, `balance_strength=10`, unless named. "
+            "*kept iter*: the EM iteration whose fit is "
             "kept (lowest training objective, `objective_curve_`: the loss plus "
             "the gate's penalties, routed within capacity with capacity_factor). "
             f"**Goal**: mean test max/mean <= "
             f"{GOAL_RATIO}, no dead expert on any split, mean accuracy cost "
             f"<= {GOAL_ACCURACY_COST} (one percentage point, absolute). Values "
             "are mean ± sd over the splits."
+        ),
+        "sweep": (
+            "Each penalty at strengths "
+            f"{', '.join(f'{x:g}' for x in SWEEP_STRENGTHS)} under training "
+            f"{' and '.join(SWEEP_TRAININGS)}, on the same splits; each cell: "
+            "mean test max/mean (the most dead test experts on a split), and "
+            "the mean accuracy cost against no penalty under the same "
+            "training. The plot shows the first number against the strength. "
+            "A collapse (one expert taking every row) would read 8."
         ),
         "regimes": (
             "`MoERegressor(LinearRegression())` / `MoEClassifier("
@@ -676,8 +922,11 @@ def main(argv=None):
         command("benchmarks.studies.balancing", argv),
         protocol,
     )
-    write_summary(out, head, tables, notes)
-    print(f"wrote {out / 'summary.md'} and records.csv ({minutes:.1f} min)")
+    write_summary(out, head, tables, notes, sizes.setups)
+    print(
+        f"wrote {out / 'summary.md'}, records.csv and strength_sweep.png "
+        f"({minutes:.1f} min)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,19 +8,26 @@ row weights ``v`` (shape ``(b,)``, summing to one; ``None`` weighs the rows
 equally), and returns a scalar tensor (where the numpy functions return a
 ``(value, gradient)`` pair): the torch code refers to them by namespace,
 ``from skmoe.torch import balance as tb; tb.z_loss_penalty(...)``. With
-``P = v @ G`` the mean gate:
+``L`` the soft top-choice load (the weighted mean of a sharpened gate that
+follows each row's top choice, blind to the size of the logits; defined in
+:mod:`skmoe._balance`) and ``f`` the shares of top choices, the balancing
+penalties are normalised to 0 when the load is even and 1 when one expert
+takes every row:
 
-- :func:`switch_penalty`: ``E * sum_j f_j P_j``, ``f_j`` the share of rows
-  whose top expert is ``j`` (a tie shared ``1/m`` ways), held fixed (no
-  gradient), as in Fedus et al., "Switch Transformers" (JMLR 2022), eq. 4-6.
-- :func:`importance_penalty`: ``CV(P)^2 = E * sum_j (P_j - 1/E)^2``, Shazeer
-  et al., "Outrageously Large Neural Networks" (ICLR 2017), section 4.
-- :func:`entropy_penalty`: ``KL(P || uniform) = sum_j P_j log(E P_j)``.
+- :func:`switch_penalty`: ``(E * sum_j f_j L_j - 1) / (E - 1)``, ``f_j``
+  the share of rows whose top expert is ``j`` (a tie shared ``1/m`` ways),
+  held fixed (no gradient), as in Fedus et al., "Switch Transformers" (JMLR
+  2022), eq. 4-6.
+- :func:`importance_penalty`: ``CV(L)^2 / (E - 1) = E * sum_j (L_j -
+  1/E)^2 / (E - 1)``, Shazeer et al., "Outrageously Large Neural Networks"
+  (ICLR 2017), section 4.
+- :func:`entropy_penalty`: ``KL(L || uniform) / log E = sum_j L_j log(E
+  L_j) / log E``.
 - :func:`z_loss_penalty`: ``sum_i v_i (logsumexp_j S_ij)^2``, Zoph et al.,
   "ST-MoE" (2022), eq. 5.
-- :func:`load_penalty`: ``CV(load)^2`` of Shazeer et al.'s smooth estimate
-  of the number of rows each expert takes under noisy top-k gating
-  (appendix A).
+- :func:`load_penalty`: ``CV(load)^2 / (E - 1)`` of Shazeer et al.'s smooth
+  estimate of the number of rows each expert takes under noisy top-k gating
+  (appendix A), on the scale of the importance loss it goes with.
 
 The first four equal the values of :mod:`skmoe._balance` (where their
 definitions, gradients and properties are discussed at length), and autograd
@@ -31,6 +38,8 @@ a zero-weight row has no effect.
 import math
 
 import torch
+
+from .._balance import SPREAD_FLOOR, TOP_CHOICE_TEMPERATURE
 
 # The smallest noise standard deviation the load estimator divides by: a
 # softplus that underflows to 0 would otherwise give 0/0.
@@ -45,17 +54,48 @@ def _row_weights(logits, v):
     return v
 
 
-def _mean_gate(logits, v):
-    """``P = v @ softmax(logits)``, the weighted mean gate."""
-    return _row_weights(logits, v) @ torch.softmax(logits, dim=1)
+def _top_choice_load(logits, v, temperature=None):
+    """``L = v @ softmax(c / (tau * s))``: the soft top-choice load.
+
+    ``c`` the row-centred logits and ``s_i = sqrt(mean_j c_ij^2 + rho^2)``,
+    ``rho^2`` being :data:`skmoe._balance.SPREAD_FLOOR` times the weighted
+    mean of the rows' mean squares; ``tau`` is ``temperature`` (None for
+    :data:`skmoe._balance.TOP_CHOICE_TEMPERATURE`, ``inf`` for the gate
+    itself). When every row's logits are equal the load is even, with no
+    gradient, as in :func:`skmoe._balance.soft_top_choice_load`.
+    """
+    v = _row_weights(logits, v)
+    if temperature is None:
+        temperature = TOP_CHOICE_TEMPERATURE
+    if math.isinf(temperature):
+        return v @ torch.softmax(logits, dim=1)
+    centred = logits - logits.mean(dim=1, keepdim=True)
+    mean_square = centred.square().mean(dim=1, keepdim=True)
+    floor = SPREAD_FLOOR * (v @ mean_square[:, 0])
+    untied = floor > 0
+    # a safe square root for the uniform gate, whose scaled logits are set to 0
+    safe_floor = torch.where(untied, floor, torch.ones_like(floor))
+    spread = (mean_square + safe_floor).sqrt()
+    scaled = torch.where(
+        untied, centred / (temperature * spread), torch.zeros_like(centred)
+    )
+    return v @ torch.softmax(scaled, dim=1)
 
 
-def switch_penalty(logits, v=None):
-    """Switch Transformer load-balancing loss ``E * sum_j f_j P_j``.
+def _routed_share(logits, v):
+    """``f``: the weighted share of rows whose largest logit is each expert's
+    (an ``m``-way tie counting ``1/m`` for each), without gradient."""
+    with torch.no_grad():
+        top = (logits == logits.max(dim=1, keepdim=True).values).to(logits.dtype)
+        return v @ (top / top.sum(dim=1, keepdim=True))
 
-    ``f`` (the weighted share of rows whose largest logit is expert ``j``'s,
-    an ``m``-way tie counting ``1/m`` for each) is piecewise constant and
-    computed without gradient, as in the paper; see
+
+def switch_penalty(logits, v=None, *, temperature=None):
+    """Switch loss ``(E * sum_j f_j L_j - 1) / (E - 1)``.
+
+    ``f`` (the weighted share of rows whose largest logit is expert ``j``'s)
+    is piecewise constant and computed without gradient, as in Fedus et
+    al.; ``L`` is the soft top-choice load. See
     :func:`skmoe._balance.switch_penalty`.
 
     Parameters
@@ -63,30 +103,10 @@ def switch_penalty(logits, v=None):
     logits : Tensor of shape (b, n_experts)
     v : Tensor of shape (b,) or None
         Normalised row weights (summing to one); None weighs rows equally.
-
-    Returns
-    -------
-    Tensor
-        The penalty, a scalar.
-    """
-    v = _row_weights(logits, v)
-    with torch.no_grad():
-        top = (logits == logits.max(dim=1, keepdim=True).values).to(logits.dtype)
-        routed = v @ (top / top.sum(dim=1, keepdim=True))
-    return logits.shape[1] * (routed @ _mean_gate(logits, v))
-
-
-def importance_penalty(logits, v=None):
-    """Importance loss ``CV(P)^2 = E * sum_j (P_j - 1/E)^2``.
-
-    The squared coefficient of variation (population variance) of the mean
-    gate, Shazeer et al. (2017); see :func:`skmoe._balance.importance_penalty`.
-
-    Parameters
-    ----------
-    logits : Tensor of shape (b, n_experts)
-    v : Tensor of shape (b,) or None
-        Normalised row weights (summing to one); None weighs rows equally.
+    temperature : float, default=None
+        ``tau`` of the soft top choice; None for
+        :data:`skmoe._balance.TOP_CHOICE_TEMPERATURE`, ``math.inf`` for the
+        gate itself.
 
     Returns
     -------
@@ -94,12 +114,44 @@ def importance_penalty(logits, v=None):
         The penalty, a scalar.
     """
     n_experts = logits.shape[1]
-    centred = _mean_gate(logits, v) - 1.0 / n_experts
-    return n_experts * (centred @ centred)
+    if n_experts < 2:
+        return logits.new_zeros(())
+    v = _row_weights(logits, v)
+    load = _top_choice_load(logits, v, temperature)
+    return (n_experts * (_routed_share(logits, v) @ load) - 1.0) / (n_experts - 1)
 
 
-def entropy_penalty(logits, v=None):
-    """``KL(P || uniform) = sum_j P_j log(E P_j)``.
+def importance_penalty(logits, v=None, *, temperature=None):
+    """Importance loss ``CV(L)^2 / (E - 1) = E * sum_j (L_j - 1/E)^2 / (E - 1)``.
+
+    The squared coefficient of variation (population variance) of the soft
+    top-choice load, divided by its largest value; see
+    :func:`skmoe._balance.importance_penalty`.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (b, n_experts)
+    v : Tensor of shape (b,) or None
+        Normalised row weights (summing to one); None weighs rows equally.
+    temperature : float, default=None
+        ``tau`` of the soft top choice; None for
+        :data:`skmoe._balance.TOP_CHOICE_TEMPERATURE`, ``math.inf`` for the
+        gate itself.
+
+    Returns
+    -------
+    Tensor
+        The penalty, a scalar.
+    """
+    n_experts = logits.shape[1]
+    if n_experts < 2:
+        return logits.new_zeros(())
+    centred = _top_choice_load(logits, v, temperature) - 1.0 / n_experts
+    return n_experts * (centred @ centred) / (n_experts - 1)
+
+
+def entropy_penalty(logits, v=None, *, temperature=None):
+    """``KL(L || uniform) / log E = sum_j L_j log(E L_j) / log E``.
 
     See :func:`skmoe._balance.entropy_penalty`.
 
@@ -108,19 +160,26 @@ def entropy_penalty(logits, v=None):
     logits : Tensor of shape (b, n_experts)
     v : Tensor of shape (b,) or None
         Normalised row weights (summing to one); None weighs rows equally.
+    temperature : float, default=None
+        ``tau`` of the soft top choice; None for
+        :data:`skmoe._balance.TOP_CHOICE_TEMPERATURE`, ``math.inf`` for the
+        gate itself.
 
     Returns
     -------
     Tensor
         The penalty, a scalar.
     """
-    mean_gate = _mean_gate(logits, v)
-    # An underflowed P_j is only ever multiplied by P_j: flooring it keeps
+    n_experts = logits.shape[1]
+    if n_experts < 2:
+        return logits.new_zeros(())
+    load = _top_choice_load(logits, v, temperature)
+    # An underflowed L_j is only ever multiplied by L_j: flooring it keeps
     # the logarithm (and its gradient) finite.
-    log_mean = torch.log(mean_gate.clamp_min(torch.finfo(mean_gate.dtype).tiny))
-    value = mean_gate @ (log_mean + math.log(logits.shape[1]))
+    log_load = torch.log(load.clamp_min(torch.finfo(load.dtype).tiny))
+    value = load @ (log_load + math.log(n_experts))
     # the divergence is non-negative; rounding near uniform may say otherwise
-    return value.clamp_min(0.0)
+    return value.clamp_min(0.0) / math.log(n_experts)
 
 
 def z_loss_penalty(logits, v=None):
@@ -150,7 +209,7 @@ def _cv_squared(values):
 
 
 def load_penalty(clean_logits, noisy_logits, noise_std, top_k, v=None):
-    """Shazeer et al.'s load loss: ``CV(load)^2`` under noisy top-k gating.
+    """Shazeer et al.'s load loss, ``CV(load)^2 / (E - 1)``, under noisy top-k gating.
 
     Noisy top-k gating routes row ``x`` to the ``k`` largest of the noisy
     logits ``H(x)_j = S(x)_j + eps_j * sigma(x)_j`` (``S`` the clean logits,
@@ -165,8 +224,11 @@ def load_penalty(clean_logits, noisy_logits, noise_std, top_k, v=None):
     is in its top ``k``, else the ``k``-th largest. ``Phi`` is the standard
     normal CDF. The expected load of expert ``j`` is ``load_j = sum_i v_i
     P(x_i, j)`` and the penalty is the squared coefficient of variation of
-    the loads (population variance), from Shazeer et al., "Outrageously Large
-    Neural Networks: The Sparsely-Gated Mixture-of-Experts Layer" (ICLR
+    the loads (population variance) divided by ``E - 1``, the value of
+    ``CV^2`` when one expert takes every row (the scale of
+    :func:`importance_penalty`, which it goes with), from Shazeer et al.,
+    "Outrageously Large Neural Networks: The Sparsely-Gated Mixture-of-Experts
+    Layer" (ICLR
     2017), appendix A, as in the authors' ``_prob_in_top_k`` and
     ``cv_squared`` of tensor2tensor. Gradients reach the clean logits, the
     thresholds and the noise scale. With ``top_k >= E`` every expert takes
@@ -193,7 +255,8 @@ def load_penalty(clean_logits, noisy_logits, noise_std, top_k, v=None):
     if top_k >= clean_logits.shape[1]:
         return clean_logits.new_zeros(())
     probability = prob_in_top_k(clean_logits, noisy_logits, noise_std, top_k)
-    return _cv_squared(_row_weights(clean_logits, v) @ probability)
+    loads = _row_weights(clean_logits, v) @ probability
+    return _cv_squared(loads) / (clean_logits.shape[1] - 1)
 
 
 def prob_in_top_k(clean_logits, noisy_logits, noise_std, top_k):

@@ -527,7 +527,7 @@ def fit_fused(
     top_k=None,
     noisy=False,
     balance=None,
-    balance_strength=0.01,
+    balance_strength=10.0,
     z_loss=0.0,
     tol=None,
     n_iter_no_change=10,
@@ -570,7 +570,7 @@ def fit_fused(
         and weigh each row's experts.
     balance : {"switch", "importance", "entropy"} or None, default=None
         Balancing penalty on the gate's clean logits.
-    balance_strength : float, default=0.01
+    balance_strength : float, default=10.0
         Its weight; it also weighs the load penalty (``noisy``, ``top_k`` and
         ``balance="importance"``).
     z_loss : float, default=0.0

@@ -794,8 +794,10 @@ class MLPGate(_BaseGate):
     balance : {"switch", "importance", "entropy"} or None, default=None
         Balancing penalty on the gate's use of the experts; None for none.
         See :class:`~skmoe.SoftmaxGate`.
-    balance_strength : float, default=0.01
-        Weight of the balancing penalty.
+    balance_strength : float, default=10.0
+        Weight of the balancing penalty, on the scale of
+        :class:`~skmoe.SoftmaxGate`'s (the penalty is 0 for an even load and
+        1 when one expert takes every row).
     z_loss : float, default=0.0
         Weight of the router z-loss.
     device : str or torch.device, default="auto"
@@ -875,7 +877,7 @@ class MLPGate(_BaseGate):
         n_iter_no_change=5,
         n_epochs=5,
         balance=None,
-        balance_strength=0.01,
+        balance_strength=10.0,
         z_loss=0.0,
         device="auto",
         random_state=None,
