@@ -131,7 +131,11 @@ def test_crossfit_candidates_under_a_balance(cancer):
     labels = sinkhorn.gate_selection_["candidates"]
     # no single expert: it would take every row
     assert not any(label.startswith("expert: ") for label in labels)
+    # dense routing: the even constant gate balances
     assert "constant" in labels
+    sparse = MoEClassifier(experts, balance="sinkhorn", top_k=1, random_state=0)
+    # with top_k=1 a constant gate routes every row to one expert
+    assert "constant" not in sparse.fit(X, y).gate_selection_["candidates"]
     switch = MoEClassifier(experts, balance="switch", random_state=0).fit(X, y)
     assert all(
         label.startswith("softmax") for label in switch.gate_selection_["candidates"]

@@ -506,7 +506,8 @@ def gate_candidates(
     ``top_k``, keeps each row's ``top_k`` of them, as EM's E-step does: a
     gate fitted to balanced soft responsibilities has balanced mean
     weights, not a balanced top choice. The constant gate's EM ends at even
-    weights.
+    weights; it is a candidate with dense routing only, since with
+    ``top_k`` it routes every row to the same experts.
 
     With ``balance="bias"`` the fitted candidates each learn a routing bias
     at ``bias_rate`` (:func:`fit_gate_em`) for the ``top_k`` choice; the
@@ -539,10 +540,14 @@ def gate_candidates(
     if balance != SINKHORN:
         return fitted
     # balanced over every expert, not a row's favourites (as unbalanced as
-    # the gate)
+    # the gate). With sparse routing the constant gate is no candidate: it
+    # gives every row the same top_k experts (its even weights a tie that
+    # routing breaks by index), so it cannot balance the top choice; on
+    # 16 tree clones it was chosen and sent every row to one expert.
+    sparse = top_k is not None and top_k < len(names)
     return [
         replace(c, sinkhorn=True, truncate=top_k)
-        for c in constant + fitted
+        for c in ([] if sparse else constant) + fitted
         if c.objective != "mean" and c.top_k is None
     ]
 
