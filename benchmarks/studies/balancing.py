@@ -742,29 +742,27 @@ MODES = {
     "smoke": dict(splits=2, repeats=1, seeds=(0,), rows=400, configs=2),
 }
 
-#: Part 1's two setups: (set, clones, splits, repeats, row cap) per mode. The
-#: larger set gets 1 x 5 folds in the full run: each fit costs about ten
-#: times one on credit_data.
-SETUPS = {
-    "full": [
-        (REAL_SET, N_EXPERTS, 5, 2, None),
-        (LARGE_SET, N_LARGE_EXPERTS, 5, 1, None),
-    ],
-    "quick": [
-        (REAL_SET, N_EXPERTS, 3, 1, None),
-        (LARGE_SET, N_LARGE_EXPERTS, 3, 1, None),
-    ],
-    "smoke": [
-        (REAL_SET, N_EXPERTS, 2, 1, 400),
-        (LARGE_SET, N_LARGE_EXPERTS, 2, 1, 800),
-    ],
+#: Splits, repeats and row cap of part 1's larger set per mode (the real
+#: set takes the mode's own). 1 x 5 folds in the full run: each fit costs
+#: about ten times one on credit_data.
+LARGE_SIZES = {
+    "full": dict(splits=5, repeats=1, rows=None),
+    "quick": dict(splits=3, repeats=1, rows=None),
+    "smoke": dict(splits=2, repeats=1, rows=800),
 }
 
 
 def setups(mode):
-    """Part 1's setups of ``mode``, as namespaces."""
-    fields = ("name", "n_experts", "splits", "repeats", "rows")
-    return [argparse.Namespace(**dict(zip(fields, s))) for s in SETUPS[mode]]
+    """Part 1's setups of ``mode``: the real set at the mode's sizes, then
+    the larger set at :data:`LARGE_SIZES`."""
+    sizes = MODES[mode]
+    real = {key: sizes[key] for key in ("splits", "repeats", "rows")}
+    return [
+        argparse.Namespace(name=REAL_SET, n_experts=N_EXPERTS, **real),
+        argparse.Namespace(
+            name=LARGE_SET, n_experts=N_LARGE_EXPERTS, **LARGE_SIZES[mode]
+        ),
+    ]
 
 
 def parser():
@@ -805,7 +803,7 @@ def main(argv=None):
         # torch too: backprop training uses it, and the machine is shared
         with single_threaded(torch=True):
             configs = load_balance_configs(sizes.quick)[: sizes.configs]
-            small, large = sizes.setups
+            small = sizes.setups[0]
             balance = [
                 run_load_balance(sizes, log, configs, setup) for setup in sizes.setups
             ]
