@@ -214,9 +214,13 @@ def test_path_stops_where_the_held_out_loss_rises(moe, data):
     # the evaluated ones come first; every one but the last lowered the loss
     n = evaluated.sum()
     assert n >= 1 and evaluated[:n].all()
-    assert np.all(np.diff(losses[: n - 1]) <= 0)
+    # the constant gate heads the path
+    selection = moe.gate_selection_
+    constant = selection["loss"][selection["candidates"].index("constant")]
+    path_losses = np.concatenate([[constant], losses[:n]])
+    assert np.all(np.diff(path_losses[:n]) <= 0)
     if n < len(losses):
-        assert n >= 2 and losses[n - 1] > losses[n - 2]
+        assert path_losses[n] > path_losses[n - 1]
     # what was chosen was evaluated
     selection = moe.gate_selection_
     chosen = selection["candidates"].index(selection["selected"])
@@ -247,9 +251,12 @@ def test_path_is_cut_where_weaker_regularisation_overfits():
     )
     record = selection.as_dict()
     path = [loss for label, loss in _softmax_path(record)]
-    assert np.isfinite(path[:2]).all() and path[1] > path[0]
-    assert np.isnan(path[2]) and not selection.evaluated[-1]
-    assert np.isnan(record["log_likelihood"][-1])
+    constant = record["loss"][record["candidates"].index("constant")]
+    # the constant gate (the limit C -> 0) heads the path: the strongest
+    # regularisation already does worse, and the weaker ones are not fitted
+    assert np.isfinite(path[0]) and path[0] > constant
+    assert np.isnan(path[1:]).all() and not selection.evaluated[-2:].any()
+    assert np.isnan(record["log_likelihood"][-2:]).all()
     # the chosen gate is refitted along the evaluated path only
     fit = fit_selected(selection, X, evidence, **options)
     assert np.isfinite(fit.responsibilities).all()
