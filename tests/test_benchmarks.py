@@ -182,3 +182,27 @@ def test_ranks_win_rates_and_improvability_follow_their_definitions():
     assert value.loc["b", "x"] == pytest.approx(1 - 0.2 / 0.4)
     assert value.loc["b", "y"] == 0.0
     assert value.loc["c", "x"] == 1.0  # failed
+
+
+def test_a_restored_results_csv_is_reused_as_the_cache(tmp_path, zoo):
+    from benchmarks import restore
+
+    first, _ = run_small(tmp_path, ["counting", "failing"])
+    assert CountingLogistic.fits == 2
+    results = tmp_path / "results.csv"
+    first.to_csv(results, index=False)  # as the report writes it
+    cache = tmp_path / "restored"
+    assert restore.restore(results, cache, n_folds=2) == len(first)
+    again = runner.run(
+        ["breast_cancer"],
+        ["counting", "failing"],
+        max_rows=120,
+        n_repeats=1,
+        n_folds=2,
+        cache=cache,
+        log=lambda line: None,
+    )
+    assert CountingLogistic.fits == 2  # every record reused, nothing refitted
+    pd.testing.assert_frame_equal(
+        first.reset_index(drop=True), again.reset_index(drop=True), check_dtype=False
+    )
