@@ -44,6 +44,7 @@ from sklearn.ensemble import (
     VotingRegressor,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from skmoe import MoEClassifier, MoERegressor
@@ -139,10 +140,25 @@ def _moe_clones(task):
     return cls(_tree4(task), n_experts=6, top_k=1, random_state=SEED)
 
 
+def _folds(task):
+    """The 5 folds of the combiners' out-of-fold predictions: shuffled.
+
+    ``cv=5`` would split the training rows in the order the set lists them,
+    and several sets are ordered by something tied to the target (diamonds'
+    row number has a rank correlation of -0.40 with the price): contiguous
+    folds then score each expert out of its training range, and the
+    combiner learns weights for extrapolation. On diamonds (r0f0) Stacking
+    reached an RMSE of 999 with ``cv=5`` and 652 with these folds, against
+    659 for the forest alone. The MoE's own folds are shuffled too.
+    """
+    splitter = StratifiedKFold if _is_classification(task) else KFold
+    return splitter(5, shuffle=True, random_state=SEED)
+
+
 def _stacking(pool):
     def make(task):
         cls = _pick(task, StackingClassifier, StackingRegressor)
-        return cls(pool(task), cv=5, n_jobs=1)
+        return cls(pool(task), cv=_folds(task), n_jobs=1)
 
     return make
 
@@ -150,7 +166,9 @@ def _stacking(pool):
 def _caruana(pool):
     def make(task):
         cls = _pick(task, EnsembleSelectionClassifier, EnsembleSelectionRegressor)
-        return cls(pool(task), n_rounds=25, cv=5, n_jobs=1, random_state=SEED)
+        return cls(
+            pool(task), n_rounds=25, cv=_folds(task), n_jobs=1, random_state=SEED
+        )
 
     return make
 
