@@ -369,11 +369,15 @@ class MoEClassifier(
         ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
-        X = self._validate_X_predict(X)
+        X, may_be_missing = self._checked_X(X)
         if getattr(self, "fused_", None) is not None:
             # the fused module evaluates the routed experts stacked together
             return self.fused_.predict_proba(X)
         proba = np.zeros((X.shape[0], len(self.classes_)))
-        for _, rows, weights, output in self._routed_outputs(X):
-            proba[rows] += weights[:, None] * output
+
+        def combine(j, rows, weights, output):
+            output *= weights[:, None]
+            proba[slice(None) if rows is None else rows] += output
+
+        self._mix_routed(X, may_be_missing, combine)
         return proba

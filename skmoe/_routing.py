@@ -91,6 +91,56 @@ def rows_by_expert(mask):
     return [np.flatnonzero(column) for column in mask.T]
 
 
+def routed_groups(log_gate, top_k, always_on=None, bias=None):
+    """Each expert's routed rows and their weights, for prediction.
+
+    What ``rows_by_expert(weights > 0)`` and the columns of ``weights =
+    routed_weights(log_gate, top_k_mask(log_gate, top_k, always_on, bias))``
+    give, to the bit. With ``top_k=1`` (and no shared expert) every
+    routed row has one expert, at weight exactly one, so neither the mask
+    nor the weights are made: the rows are grouped by their choice in one
+    stable sort, and each expert's rows are a slice of it, in increasing
+    order.
+
+    Parameters
+    ----------
+    log_gate, top_k, always_on, bias
+        As for :func:`top_k_mask`.
+
+    Returns
+    -------
+    list of (int, ndarray of int, ndarray of float)
+        ``(expert, rows, weights)`` for each expert with at least one row,
+        in the experts' order.
+    """
+    n_samples, n_experts = log_gate.shape
+    if top_k != 1 or always_on is not None:
+        weights = routed_weights(
+            log_gate, top_k_mask(log_gate, top_k, always_on=always_on, bias=bias)
+        )
+        return [
+            (j, rows, weights[rows, j])
+            for j, rows in enumerate(rows_by_expert(weights > 0))
+            if rows.size
+        ]
+    scores = log_gate if bias is None else log_gate + bias
+    # argmax takes the first largest, as top_k_mask does; a row whose
+    # chosen weight is not finite (NaN) is routed nowhere, as there
+    choice = np.argmax(scores, axis=1)
+    routed = np.isfinite(log_gate[np.arange(n_samples), choice])
+    # the rows no expert takes sort last, under a key of their own; a
+    # small key type lets numpy's stable sort run as a radix sort
+    key = np.where(routed, choice, n_experts).astype(np.min_scalar_type(n_experts))
+    order = np.argsort(key, kind="stable")
+    bounds = np.cumsum(np.bincount(key, minlength=n_experts + 1))
+    groups, start = [], 0
+    for j, stop in enumerate(bounds[:n_experts]):
+        if stop > start:
+            groups.append((j, order[start:stop], np.ones(stop - start)))
+        start = stop
+    return groups
+
+
 def expert_capacity(n_samples, top_k, n_experts, capacity_factor):
     """Rows one expert may take in training: ``min(n, ceil(c * k * n / E))``.
 
