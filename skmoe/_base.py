@@ -33,11 +33,23 @@ from ._experts import (
     check_top_k,
     resolve_experts,
 )
-from ._gates import GATE_OVERRIDES, GATES, resolve_gate, routing_log_proba
+from ._gates import (
+    GATE_OVERRIDES,
+    GATES,
+    resolve_gate,
+    routing_log_proba,
+    routing_logits,
+)
 from ._logging import progress_logging
 from ._metadata_routing import mixture_router, route_fit_params
 from ._mixins import VersionedStateMixin
-from ._routing import routed_groups, routed_weights, top_k_mask
+from ._routing import (
+    groups_of_choice,
+    routed_groups,
+    routed_weights,
+    top_k_mask,
+    top_one_of_logits,
+)
 from ._sinkhorn import SINKHORN
 from ._training import TRAINING_MODES, FitData, strategy_for, warn_about_fit
 from ._validation import (
@@ -571,12 +583,7 @@ class BaseMixtureOfExperts(
         mixture has checked ``X``), trees on float32 rows made once
         (:class:`~skmoe._dispatch.ExpertInputs`).
         """
-        groups = routed_groups(
-            self._log_gate(X, may_be_missing),
-            self.top_k,
-            always_on=self._shared_column,
-            bias=self.routing_bias_,
-        )
+        groups = self._routed_groups(X, may_be_missing)
         likelihood = self._likelihood
         inputs = ExpertInputs(X, may_be_missing)
         n_samples = X.shape[0]
@@ -585,6 +592,22 @@ class BaseMixtureOfExperts(
                 # an expert that takes every row is given X itself, no copy
                 rows = None if rows.size == n_samples else rows
                 self._mix_expert(j, rows, weights, inputs, likelihood, combine)
+
+    def _routed_groups(self, X, may_be_missing):
+        """``(expert, rows, weights)`` of each expert with rows routed to it
+        (:func:`~skmoe._routing.routed_groups`)."""
+        if self.top_k == 1 and self.shared_expert_ is None:
+            logits = routing_logits(self.gate_, X, may_be_missing)
+            if logits is not None and self.routing_bias_ is None:
+                # the top choice of most rows is plain from the logits
+                choice, routed = top_one_of_logits(logits, self.active_experts_)
+                return groups_of_choice(choice, routed, len(self.experts_))
+        return routed_groups(
+            self._log_gate(X, may_be_missing),
+            self.top_k,
+            always_on=self._shared_column,
+            bias=self.routing_bias_,
+        )
 
     def _mix_expert(self, j, rows, weights, inputs, likelihood, combine):
         """One expert's part of :meth:`_mix_routed`, with its errors named."""

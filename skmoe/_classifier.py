@@ -374,10 +374,17 @@ class MoEClassifier(
             # the fused module evaluates the routed experts stacked together
             return self.fused_.predict_proba(X)
         proba = np.zeros((X.shape[0], len(self.classes_)))
+        # with one expert a row, each row is written once, at weight one
+        # (an expert's probabilities are positive: 0 + 1 * p is p, bit for bit)
+        one_each = self.top_k == 1 and self.shared_expert_ is None
 
         def combine(j, rows, weights, output):
-            output *= weights[:, None]
-            proba[slice(None) if rows is None else rows] += output
+            at = slice(None) if rows is None else rows
+            if one_each:
+                proba[at] = output
+            else:
+                output *= weights[:, None]
+                proba[at] += output
 
         self._mix_routed(X, may_be_missing, combine)
         return proba

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES, balance_penalty, z_loss_penalty
+from ._routing import log_softmax_rows
 from ._validation import densify
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -149,22 +150,6 @@ def _linear_logits(Z, coef, intercept, offset):
     return logits
 
 
-def _log_softmax_rows(logits):
-    """``scipy.special.log_softmax(logits, axis=1)``, to the bit, in place.
-
-    The same operations in the same order (a non-finite row maximum is
-    taken as 0), without scipy's array-API dispatch and copies, which cost
-    more than the arithmetic on one row. ``logits`` is overwritten.
-    """
-    peak = logits.max(axis=1, keepdims=True)
-    peak[~np.isfinite(peak)] = 0
-    logits -= peak
-    with np.errstate(divide="ignore"):
-        log_total = np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    logits -= log_total
-    return logits
-
-
 def routing_log_proba(gate, X, may_be_missing=True):
     """Log weights of a fitted gate on rows the mixture has validated.
 
@@ -191,6 +176,13 @@ def routing_log_proba(gate, X, may_be_missing=True):
     if fast is None:
         return gate.predict_log_proba(X)
     return fast(X, may_be_missing)
+
+
+def routing_logits(gate, X, may_be_missing=True):
+    """The logits whose ``log_softmax`` are :func:`routing_log_proba`, for
+    a gate that has them (:class:`SoftmaxGate`); None for any other."""
+    logits = getattr(gate, "_routing_logits", None)
+    return None if logits is None else logits(X, may_be_missing)
 
 
 def _check_balanced(balanced, n_experts):
@@ -995,16 +987,19 @@ class SoftmaxGate(_BaseGate):
         batch's size. It costs about what that product costs. Sparse
         rows are multiplied row by row by scipy already.
         """
+        return log_softmax_rows(self._routing_logits(X, may_be_missing))
+
+    def _routing_logits(self, X, may_be_missing=True):
+        """The logits of :meth:`_routing_log_proba` (a new array)."""
         if may_be_missing:
             X, _ = self._imputed_checked(X)
         coef, intercept = self._folded()
         if sp.issparse(X):
-            logits = X @ coef + intercept
-        else:
-            X = np.ascontiguousarray(X)
-            logits = np.matmul(X[:, None, :], coef)[:, 0, :]
-            logits += intercept
-        return _log_softmax_rows(logits)
+            return X @ coef + intercept
+        X = np.ascontiguousarray(X)
+        logits = np.matmul(X[:, None, :], coef)[:, 0, :]
+        logits += intercept
+        return logits
 
     def _standardised_logits(self, Z):
         """The logits of rows whose features ``Z`` are already computed
