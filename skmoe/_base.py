@@ -80,6 +80,18 @@ def _normalised_weights(sample_weight):
     return scaled / scaled[scaled > 0].mean()
 
 
+def _plain_rows(X):
+    """Whether ``X`` is a float64 ndarray of rows and columns (at least one
+    of each), which validation leaves as it is but for its memory order."""
+    return (
+        type(X) is np.ndarray
+        and X.dtype == np.float64
+        and X.ndim == 2
+        and X.shape[0] > 0
+        and X.shape[1] > 0
+    )
+
+
 @contextmanager
 def _unchanged_on_failure(estimator):
     """Make a fit transactional: if it raises, or is interrupted, the
@@ -441,18 +453,28 @@ class BaseMixtureOfExperts(
         Dense ``X`` is made C-ordered, as the gate's row-by-row product
         takes it.
         """
-        check_is_fitted(self)
-        check_numeric_features(X, self)
-        _check_feature_names(self, X, reset=False)
-        X = check_array(
-            X,
-            accept_sparse="csr",
-            dtype=np.float64,
-            order="C",
-            ensure_all_finite=False,
-            input_name="X",
-            estimator=self,
-        )
+        if not hasattr(self, "gate_"):
+            # (check_is_fitted reads the tags first, which resolves the
+            # experts: it is called only to raise its error)
+            check_is_fitted(self)
+        if _plain_rows(X):
+            # what check_array would hand back, without its look for a
+            # dataframe; a fit on named columns still warns
+            if hasattr(self, "feature_names_in_"):
+                _check_feature_names(self, X, reset=False)
+            X = np.ascontiguousarray(X)
+        else:
+            check_numeric_features(X, self)
+            _check_feature_names(self, X, reset=False)
+            X = check_array(
+                X,
+                accept_sparse="csr",
+                dtype=np.float64,
+                order="C",
+                ensure_all_finite=False,
+                input_name="X",
+                estimator=self,
+            )
         _check_n_features(self, X, reset=False)
         values = X.data if sp.issparse(X) else X
         with np.errstate(over="ignore"):
