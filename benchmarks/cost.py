@@ -550,7 +550,8 @@ def plot_scaling(by_rows, by_experts, path):
             f"top_k = {by_experts['top_k'].iloc[0]}"
         )
     for ax in (left, middle, right):
-        _log_axes(ax)
+        if ax.has_data():
+            _log_axes(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
