@@ -369,11 +369,22 @@ class MoEClassifier(
         ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
-        X = self._validate_X_predict(X)
+        X, may_be_missing = self._checked_X(X)
         if getattr(self, "fused_", None) is not None:
             # the fused module evaluates the routed experts stacked together
             return self.fused_.predict_proba(X)
         proba = np.zeros((X.shape[0], len(self.classes_)))
-        for _, rows, weights, output in self._routed_outputs(X):
-            proba[rows] += weights[:, None] * output
+        # with one expert a row, each row is written once, at weight one
+        # (an expert's probabilities are positive: 0 + 1 * p is p, bit for bit)
+        one_each = self.top_k == 1 and self.shared_expert_ is None
+
+        def combine(j, rows, weights, output):
+            at = slice(None) if rows is None else rows
+            if one_each:
+                proba[at] = output
+            else:
+                output *= weights[:, None]
+                proba[at] += output
+
+        self._mix_routed(X, may_be_missing, combine)
         return proba

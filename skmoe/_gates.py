@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _torch_bridge
 from ._balance import BALANCE_PENALTIES, balance_penalty, z_loss_penalty
+from ._routing import log_softmax_rows
 from ._validation import densify
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -147,6 +148,41 @@ def _linear_logits(Z, coef, intercept, offset):
     if offset is not None:
         logits -= offset @ coef
     return logits
+
+
+def routing_log_proba(gate, X, may_be_missing=True):
+    """Log weights of a fitted gate on rows the mixture has validated.
+
+    The mixture's prediction calls this rather than
+    ``gate.predict_log_proba``: the gates of :mod:`skmoe` skip the
+    validation the mixture has done (and, without missing values, the
+    search for them), and compute each row on its own, so that a batch's
+    weights are its rows' weights to the bit. Any other gate object is
+    called through its ``predict_log_proba``.
+
+    Parameters
+    ----------
+    gate : gate estimator
+    X : ndarray of shape (n_samples, n_features) or CSR matrix
+        Float64, C-ordered when dense, checked against the gate's features.
+    may_be_missing : bool, default=True
+        False when ``X`` is known to hold no NaN.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_experts)
+    """
+    fast = getattr(gate, "_routing_log_proba", None)
+    if fast is None:
+        return gate.predict_log_proba(X)
+    return fast(X, may_be_missing)
+
+
+def routing_logits(gate, X, may_be_missing=True):
+    """The logits whose ``log_softmax`` are :func:`routing_log_proba`, for
+    a gate that has them (:class:`SoftmaxGate`); None for any other."""
+    logits = getattr(gate, "_routing_logits", None)
+    return None if logits is None else logits(X, may_be_missing)
 
 
 def _check_balanced(balanced, n_experts):
@@ -279,7 +315,7 @@ class _BaseGate(BaseEstimator):
         The result is the same (tested).
         """
         check_is_fitted(self)
-        imputer, scaler = self.features_[0], self.features_[-1]
+        scaler = self.features_[-1]
         X = check_array(
             X, accept_sparse="csr", dtype=np.float64, ensure_all_finite="allow-nan"
         )
@@ -288,6 +324,11 @@ class _BaseGate(BaseEstimator):
                 f"X has {X.shape[1]} features, but {type(self).__name__} was "
                 f"fitted with {scaler.n_features_in_}."
             )
+        return self._imputed_checked(X)
+
+    def _imputed_checked(self, X):
+        """:meth:`_imputed` of an ``X`` already checked."""
+        imputer, scaler = self.features_[0], self.features_[-1]
         if sp.issparse(X):
             return _imputed_sparse(X, imputer.statistics_), scaler
         missing = np.isnan(X)
@@ -488,6 +529,11 @@ class _BaseGate(BaseEstimator):
     def predict_proba(self, X):
         """Gate weights, shape (n_samples, n_experts); rows sum to one."""
         return softmax(self.decision_function(X), axis=1)
+
+    def _routing_log_proba(self, X, may_be_missing=True):
+        """:meth:`predict_log_proba` of the mixture's prediction (see
+        :func:`routing_log_proba`); a gate without a faster way uses it."""
+        return self.predict_log_proba(X)
 
 
 class SoftmaxGate(_BaseGate):
@@ -910,6 +956,51 @@ class SoftmaxGate(_BaseGate):
         intercept = self.intercept_ - (scaler.mean_ / scaler.scale_) @ self.coef_
         return X @ coef + intercept
 
+    def _folded(self):
+        """``(coef, intercept)`` of the logits of raw (imputed) features: the
+        standardisation folded into the linear map, as in
+        :meth:`decision_function`.
+
+        Computed once per fitted state and cached, keyed on the fitted
+        arrays themselves (a refit makes new ones). Threads that predict
+        together may each compute it; they get the same numbers, and the
+        cache is replaced by one assignment, so none sees a half-made one.
+        """
+        scaler = self.features_[-1]
+        key = (self.coef_, self.intercept_, scaler.mean_, scaler.scale_)
+        cached = getattr(self, "_folded_cache", None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
+        coef = self.coef_ / scaler.scale_[:, None]
+        intercept = self.intercept_ - (scaler.mean_ / scaler.scale_) @ self.coef_
+        self._folded_cache = (key, (coef, intercept))
+        return coef, intercept
+
+    def _routing_log_proba(self, X, may_be_missing=True):
+        """Log gate weights of rows already validated by the mixture.
+
+        ``X`` is a float64 C-ordered array or a CSR matrix with the fitted
+        number of features. Each dense row's logits are a product of its
+        own (a matrix product over a stack of one-row matrices), so that a
+        row gets the same bits whatever rows share its batch: a BLAS
+        product of the whole batch sums in an order that depends on the
+        batch's size. It costs about what that product costs. Sparse
+        rows are multiplied row by row by scipy already.
+        """
+        return log_softmax_rows(self._routing_logits(X, may_be_missing))
+
+    def _routing_logits(self, X, may_be_missing=True):
+        """The logits of :meth:`_routing_log_proba` (a new array)."""
+        if may_be_missing:
+            X, _ = self._imputed_checked(X)
+        coef, intercept = self._folded()
+        if sp.issparse(X):
+            return X @ coef + intercept
+        X = np.ascontiguousarray(X)
+        logits = np.matmul(X[:, None, :], coef)[:, 0, :]
+        logits += intercept
+        return logits
+
     def _standardised_logits(self, Z):
         """The logits of rows whose features ``Z`` are already computed
         (``features_.transform``), sparse or dense."""
@@ -1183,6 +1274,12 @@ class ConstantGate(BaseEstimator):
             X, accept_sparse=True, dtype=np.float64, ensure_all_finite="allow-nan"
         )
         return np.tile(self.weights_, (X.shape[0], 1))
+
+    def _routing_log_proba(self, X, may_be_missing=True):
+        """:meth:`predict_log_proba` of rows the mixture has validated."""
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(self.weights_)
+        return np.tile(log_weights, (X.shape[0], 1))
 
 
 def _mlp_gate(**params):

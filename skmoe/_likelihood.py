@@ -39,15 +39,18 @@ class ClassificationLikelihood:
     def __init__(self, n_classes):
         self.n_classes = n_classes
 
-    def expert_output(self, expert, X):
+    def expert_output(self, expert, X, **predict_params):
         """Class probabilities of ``expert`` on ``X``, aligned to all classes.
 
         The expert was fitted on encoded labels ``0..n_classes-1``; a class it
-        did not see gets the floor.
+        did not see gets the floor. ``predict_params`` go to its
+        ``predict_proba`` (``check_input=False`` for a tree).
         """
         aligned = np.zeros((X.shape[0], self.n_classes))
         columns = np.asarray(expert.classes_, dtype=np.intp)
-        aligned[:, columns] = check_finite_output(expert.predict_proba(X))
+        aligned[:, columns] = check_finite_output(
+            expert.predict_proba(X, **predict_params)
+        )
         np.maximum(aligned, PROBA_FLOOR, out=aligned)
         aligned /= aligned.sum(axis=1, keepdims=True)
         return aligned
@@ -67,9 +70,13 @@ class ClassificationLikelihood:
 class GaussianLikelihood:
     """Mixture of Gaussian experts: mean from the expert, variance fitted by EM."""
 
-    def expert_output(self, expert, X):
+    def expert_output(self, expert, X, **predict_params):
+        """Predictions of ``expert`` on ``X``; ``predict_params`` go to its
+        ``predict`` (``check_input=False`` for a tree)."""
         return check_finite_output(
-            np.asarray(expert.predict(X), dtype=np.float64).reshape(-1)
+            np.asarray(expert.predict(X, **predict_params), dtype=np.float64).reshape(
+                -1
+            )
         )
 
     def empty_output(self, n_rows):

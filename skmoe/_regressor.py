@@ -244,15 +244,21 @@ class MoERegressor(RegressorMixin, BaseMixtureOfExperts):
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        X = self._validate_X_predict(X)
+        X, may_be_missing = self._checked_X(X)
         if getattr(self, "fused_", None) is not None:
             # the fused module evaluates the routed experts stacked together
             return self.fused_.predict(X, return_std=return_std)
         mean = np.zeros(X.shape[0])
-        second_moment = np.zeros(X.shape[0])
-        for j, rows, weights, output in self._routed_outputs(X):
-            mean[rows] += weights * output
-            second_moment[rows] += weights * (self._noise[j] + output**2)
+        second_moment = np.zeros(X.shape[0]) if return_std else None
+        rows_of = slice(None)
+
+        def combine(j, rows, weights, output):
+            at = rows_of if rows is None else rows
+            mean[at] += weights * output
+            if return_std:
+                second_moment[at] += weights * (self._noise[j] + output**2)
+
+        self._mix_routed(X, may_be_missing, combine)
         if not return_std:
             return mean
         return mean, np.sqrt(np.maximum(second_moment - mean**2, 0.0))

@@ -91,6 +91,129 @@ def rows_by_expert(mask):
     return [np.flatnonzero(column) for column in mask.T]
 
 
+def routed_groups(log_gate, top_k, always_on=None, bias=None):
+    """Each expert's routed rows and their weights, for prediction.
+
+    What ``rows_by_expert(weights > 0)`` and the columns of ``weights =
+    routed_weights(log_gate, top_k_mask(log_gate, top_k, always_on, bias))``
+    give, to the bit. With ``top_k=1`` (and no shared expert) every routed
+    row has one expert, at weight exactly one, so neither the mask nor the
+    weights are made (see :func:`groups_of_choice`).
+
+    Parameters
+    ----------
+    log_gate, top_k, always_on, bias
+        As for :func:`top_k_mask`.
+
+    Returns
+    -------
+    list of (int, ndarray of int, ndarray of float)
+        ``(expert, rows, weights)`` for each expert with at least one row,
+        in the experts' order.
+    """
+    if top_k != 1 or always_on is not None:
+        weights = routed_weights(
+            log_gate, top_k_mask(log_gate, top_k, always_on=always_on, bias=bias)
+        )
+        return [
+            (j, rows, weights[rows, j])
+            for j, rows in enumerate(rows_by_expert(weights > 0))
+            if rows.size
+        ]
+    scores = log_gate if bias is None else log_gate + bias
+    # argmax takes the first largest, as top_k_mask does; a row whose
+    # chosen weight is not finite (NaN) is routed nowhere, as there
+    choice = np.argmax(scores, axis=1)
+    routed = np.isfinite(log_gate[np.arange(len(choice)), choice])
+    return groups_of_choice(choice, routed, log_gate.shape[1])
+
+
+#: Logits closer than this to a row's largest are a near-tie for
+#: :func:`top_one_of_logits` (far above the rounding of the log weights'
+#: normaliser, at most log(n_experts)).
+_NEAR_TIE = 1e-12
+
+
+def top_one_of_logits(logits, active):
+    """Each row's top-1 expert, from the gate's logits.
+
+    The same choice as ``argmax`` of the log weights ``log_softmax(logits)``
+    with the inactive experts at ``-inf`` (what :func:`routed_groups` takes),
+    to the bit, without computing the log weights where they cannot
+    differ: when a row's largest logit belongs to an active expert and
+    every other logit is below it by more than ``1e-12``, subtracting the
+    row's normaliser (at most ``log(n_experts)``, rounded to far less)
+    keeps it the strict largest. The other rows (near-ties, an inactive
+    expert on top, non-finite logits) get the log weights computed, as
+    the gate computes them, and their argmax.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_experts)
+    active : ndarray of bool, shape (n_experts,)
+
+    Returns
+    -------
+    choice : ndarray of int, shape (n_samples,)
+    routed : ndarray of bool, shape (n_samples,)
+        False where the chosen log weight is not finite (no expert).
+    """
+    n_samples = logits.shape[0]
+    every_row = np.arange(n_samples)
+    choice = np.argmax(logits, axis=1)
+    peak = logits[every_row, choice]
+    others = logits.copy()
+    others[every_row, choice] = -np.inf
+    with np.errstate(invalid="ignore"):
+        clear = (others.max(axis=1) - peak) < -_NEAR_TIE
+    clear &= active[choice] & np.isfinite(peak)
+    routed = clear.copy()
+    unclear = np.flatnonzero(~clear)
+    if unclear.size:
+        log_gate = log_softmax_rows(logits[unclear])
+        log_gate[:, ~active] = -np.inf
+        chosen = np.argmax(log_gate, axis=1)
+        choice[unclear] = chosen
+        routed[unclear] = np.isfinite(log_gate[np.arange(unclear.size), chosen])
+    return choice, routed
+
+
+def log_softmax_rows(logits):
+    """``scipy.special.log_softmax(logits, axis=1)``, to the bit, in place.
+
+    The same operations in the same order (a non-finite row maximum is
+    taken as 0), without scipy's array-API dispatch and copies, which cost
+    more than the arithmetic on one row. ``logits`` is overwritten.
+    """
+    peak = logits.max(axis=1, keepdims=True)
+    peak[~np.isfinite(peak)] = 0
+    logits -= peak
+    with np.errstate(divide="ignore"):
+        log_total = np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    logits -= log_total
+    return logits
+
+
+def groups_of_choice(choice, routed, n_experts):
+    """:func:`routed_groups` of rows that each go to one expert, ``choice``
+    (where ``routed``), at weight one.
+
+    The rows are grouped in one stable sort of their choice, and each
+    expert's rows are a slice of it, in increasing order.
+    """
+    # the rows no expert takes sort last, under a key of their own; a small
+    # key type lets numpy's stable sort run as a radix sort
+    key = np.where(routed, choice, n_experts).astype(np.min_scalar_type(n_experts))
+    order = np.argsort(key, kind="stable")
+    bounds = np.cumsum(np.bincount(key, minlength=n_experts + 1))
+    groups, start = [], 0
+    for j, stop in enumerate(bounds[:n_experts]):
+        if stop > start:
+            groups.append((j, order[start:stop], np.ones(stop - start)))
+        start = stop
+    return groups
+
+
 def expert_capacity(n_samples, top_k, n_experts, capacity_factor):
     """Rows one expert may take in training: ``min(n, ceil(c * k * n / E))``.
 

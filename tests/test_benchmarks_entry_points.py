@@ -52,21 +52,35 @@ def test_list_prints_sets_and_models(capsys):
 def test_cost_writes_every_part(tmp_path):
     cli.main(
         ["cost", "--set", "breast_cancer", "--rows", "200", "--experts", "2",
-         "--predict-rows", "200", "--max-iter", "2", "--sizes", "200",
+         "--predict-rows", "200", "--max-iter", "2", "--sizes", "300",
          "--scaling-experts", "2", "--scaling-rows", "200",
          "--latency-set", "breast_cancer", "--calls", "3", "--out", str(tmp_path)]
     )  # fmt: skip
     conditional = pd.read_csv(tmp_path / "conditional.csv")
     assert conditional["top_k"].astype(str).tolist() == ["all", "2", "1"]
-    assert {"vs_all_experts", "gate_vs_all_experts", "paid"} <= set(conditional)
-    assert len(pd.read_csv(tmp_path / "scaling_rows.csv")) == 1
-    assert len(pd.read_csv(tmp_path / "scaling_experts.csv")) == 1
+    assert {
+        "vs_all_experts",
+        "routing_vs_all_experts",
+        "experts_on_their_rows_vs_all",
+        "gate_vs_all_experts",
+        "paid",
+    } <= set(conditional)
+    scaling = pd.read_csv(tmp_path / "scaling.csv")
+    assert scaling["model"].tolist() == ["MoE", "Stacking"]
+    assert (scaling["peak_rss_mb"] >= scaling["rss_before_fit_mb"]).all()
+    assert len(pd.read_csv(tmp_path / "experts.csv")) == 1
     latency = pd.read_csv(tmp_path / "latency.csv")
-    assert {"MoE", "Stacking", "Voting"} <= set(latency["model"])
+    assert {"MoE", "MoE top_k=1", "Stacking", "HistGradientBoosting"} <= set(
+        latency["model"]
+    )
+    assert {"expert: linear", "expert: tree", "expert: tree4", "experts' sum"} <= set(
+        latency["model"]
+    )
     text = (tmp_path / "cost.md").read_text()
     assert text.startswith("# skmoe cost benchmarks")
     for section in ("## Conditional computation", "## Scaling", "## Single-row"):
         assert section in text
+    assert text.count("Command: `python -m benchmarks cost --set breast_cancer") == 4
     assert (tmp_path / "conditional.png").exists() and (
         tmp_path / "scaling.png"
     ).exists()

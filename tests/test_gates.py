@@ -486,3 +486,39 @@ def test_inconsistent_lengths_raise():
         SoftmaxGate().fit(X[:-1], R, w)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         SoftmaxGate().fit(X, R, w[:-1])
+
+
+# -- the mixture's prediction path (routing_log_proba) ------------------------
+
+
+def _fitted_gate(seed=0, with_nan=False):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(150, 4)) * [1.0, 100.0, 0.01, 5.0] + [0.0, 50.0, 0.0, -3.0]
+    R = skmoe._gates.softmax(X[:, :3] * [1.0, 0.01, 100.0], axis=1)
+    if with_nan:
+        X[::5, 1] = np.nan
+    return SoftmaxGate(C=10.0).fit(X, R), X
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_routing_log_proba_is_predict_log_proba_up_to_rounding(with_nan):
+    from skmoe._gates import routing_log_proba
+
+    gate, X = _fitted_gate(with_nan=with_nan)
+    expected = gate.predict_log_proba(X)
+    np.testing.assert_allclose(routing_log_proba(gate, X), expected, rtol=1e-12)
+    if not with_nan:
+        fast = routing_log_proba(gate, X, may_be_missing=False)
+        np.testing.assert_allclose(fast, expected, rtol=1e-12)
+
+
+def test_routing_log_proba_follows_a_refit():
+    from skmoe._gates import routing_log_proba
+
+    gate, X = _fitted_gate()
+    before = routing_log_proba(gate, X)
+    other, _ = _fitted_gate(seed=1)
+    gate.fit(X, other.predict_proba(X))
+    after = routing_log_proba(gate, X)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, gate.predict_log_proba(X), rtol=1e-12)

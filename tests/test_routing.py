@@ -7,10 +7,14 @@ from scipy.special import log_softmax
 from skmoe._routing import (
     capacity_mask,
     expert_capacity,
+    groups_of_choice,
+    log_softmax_rows,
+    routed_groups,
     routed_log_weights,
     routed_weights,
     rows_by_expert,
     top_k_mask,
+    top_one_of_logits,
 )
 
 
@@ -277,3 +281,103 @@ def test_expert_capacity_is_ceil_of_c_k_n_over_e_and_at_most_n(
     n, k, E, factor, expected
 ):
     assert expert_capacity(n, k, E, factor) == expected
+
+
+# -- prediction's grouping ----------------------------------------------------
+
+
+def _reference_groups(log_gate, top_k, always_on=None, bias=None):
+    """What prediction grouped before routed_groups: the mask, the weights,
+    each column's rows."""
+    weights = routed_weights(
+        log_gate, top_k_mask(log_gate, top_k, always_on=always_on, bias=bias)
+    )
+    return [
+        (j, rows, weights[rows, j])
+        for j, rows in enumerate(rows_by_expert(weights > 0))
+        if rows.size
+    ]
+
+
+def _assert_same_groups(got, expected):
+    assert [j for j, _, _ in got] == [j for j, _, _ in expected]
+    for (_, rows, weights), (_, rows_ref, weights_ref) in zip(got, expected):
+        np.testing.assert_array_equal(rows, rows_ref)
+        assert weights.tobytes() == weights_ref.tobytes()
+
+
+def _log_gates_with_edge_rows(seed=0):
+    """Log weights of random logits, with exact ties, a dropped expert, an
+    expert routed nowhere and a NaN row among them."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(300, 5))
+    logits[:20, 3] = logits[:20, 1]  # exact ties
+    logits[20:30, 4] = 50.0  # the dropped expert on top
+    logits[30] = np.nan
+    log_gate = log_softmax(logits, axis=1)
+    log_gate[:, 4] = -np.inf  # dropped
+    return logits, log_gate
+
+
+# a NaN row gives NaN weights (and numpy's warning), in both ways of routing
+nan_rows = pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+
+
+@nan_rows
+@pytest.mark.parametrize("top_k", [1, 2, None])
+@pytest.mark.parametrize("bias", [None, np.array([0.0, 0.3, -0.2, 0.1, 0.0])])
+def test_routed_groups_are_the_mask_and_weights_to_the_bit(top_k, bias):
+    _, log_gate = _log_gates_with_edge_rows()
+    _assert_same_groups(
+        routed_groups(log_gate, top_k, bias=bias),
+        _reference_groups(log_gate, top_k, bias=bias),
+    )
+
+
+@nan_rows
+def test_routed_groups_with_an_always_on_expert():
+    _, log_gate = _log_gates_with_edge_rows()
+    log_gate[:, 4] = np.log(0.1)  # the shared column is never dropped
+    _assert_same_groups(
+        routed_groups(log_gate, 1, always_on=4),
+        _reference_groups(log_gate, 1, always_on=4),
+    )
+
+
+@nan_rows
+def test_top_one_of_logits_is_the_argmax_of_the_log_weights_to_the_bit():
+    logits, log_gate = _log_gates_with_edge_rows()
+    active = np.array([True, True, True, True, False])
+    # near-ties below the shortcut's margin, and above it
+    logits[40:50, 2] = np.nextafter(logits[40:50, 0], np.inf)
+    logits[50:60, 2] = logits[50:60, 0] + 1e-11
+    logits[60] = [np.inf, np.inf, 1.0, 0.0, 0.0]
+    log_gate = log_softmax(logits, axis=1)
+    log_gate[:, ~active] = -np.inf
+    choice, routed = top_one_of_logits(logits.copy(), active)
+    expected = np.argmax(log_gate, axis=1)
+    np.testing.assert_array_equal(choice[routed], expected[routed])
+    np.testing.assert_array_equal(
+        routed, np.isfinite(log_gate[np.arange(len(logits)), expected])
+    )
+    assert not routed[30] and routed[:30].all()
+
+
+@nan_rows
+def test_log_softmax_rows_is_scipys_to_the_bit():
+    logits, _ = _log_gates_with_edge_rows()
+    logits[31] = -np.inf
+    expected = log_softmax(logits, axis=1)
+    got = log_softmax_rows(logits.copy())
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_groups_of_choice_lists_each_experts_rows_in_order():
+    choice = np.array([2, 0, 2, 1, 0, 2])
+    routed = np.array([True, True, True, False, True, True])
+    groups = groups_of_choice(choice, routed, 4)
+    assert [(j, rows.tolist()) for j, rows, _ in groups] == [
+        (0, [1, 4]),
+        (2, [0, 2, 5]),
+    ]
+    assert all((weights == 1.0).all() for _, _, weights in groups)
