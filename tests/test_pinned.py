@@ -24,6 +24,11 @@ loss is 0.15962 rather than 0.15629, and the kept model (its gate and
 predictions, identical under both to 1e-15) is the same. The pins were
 recorded at 8d89ca3 under SkylakeX kernels; that one value was recorded again
 under Haswell kernels, at the commit that says so, with no change to skmoe.
+Forcing Haswell kernels does not settle it everywhere: on an AMD EPYC
+machine (2026-12-02, OpenBLAS Haswell kernels in numpy and scipy) the tie
+falls the SkylakeX way again. That one value is therefore pinned to either
+of its two recorded values (:data:`MACHINE_DEPENDENT`); every other number,
+the same configuration's gate and predictions included, is pinned to one.
 """
 
 import json
@@ -45,6 +50,11 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from skmoe import MoEClassifier, MoERegressor
 
 RTOL = 1e-7
+
+#: (configuration, key) -> the other value it takes on some machines (the
+#: module docstring): the out-of-fold loss with the tree tie broken the
+#: other way.
+MACHINE_DEPENDENT = {("clf_em_cv3", "loss_"): 0.15961969349402405}
 #: The rows whose predictions are pinned (15 is routed to the second clone in
 #: ``clf_em_top1_clones``, 4 and 15 lie in the ``x < 0`` regime of ``piecewise``).
 ROWS = [0, 4, 7, 15, 42, 99, 149]
@@ -375,6 +385,9 @@ def test_pinned_predictions(name, observed):
     assert got["converged_"] == want["converged_"]
     for key in sorted(want):
         if key in ("n_iter_", "converged_"):
+            continue
+        other = MACHINE_DEPENDENT.get((name, key))
+        if other is not None and np.allclose(got[key], other, rtol=RTOL, atol=1e-12):
             continue
         np.testing.assert_allclose(
             got[key], want[key], rtol=RTOL, atol=1e-12, err_msg=f"{name}: {key}"
