@@ -157,14 +157,7 @@ def conditional(set_name, max_rows, experts, predict_rows, max_iter, log=print):
     rows = []
     for n_experts in experts:
         for top_k in (None, 2, 1):
-            moe = cls(
-                expert,
-                n_experts=n_experts,
-                top_k=top_k,
-                training="em",
-                max_iter=max_iter,
-                random_state=0,
-            )
+            moe = _em_clones(cls, expert, n_experts, top_k, max_iter)
             fit_s = _quiet_fit(moe, X_train, y_train)
             routed = _routed_rows(moe, X_timed)
             predict_s, every_s, gate_s, routing_s, routed_s = best_times(
@@ -211,12 +204,11 @@ def conditional(set_name, max_rows, experts, predict_rows, max_iter, log=print):
     return frame
 
 
-def _experts_row(n_rows, n_experts, top_k, max_iter, seed=0):
-    frame = datasets.regimes_classification(n_rows=n_rows, seed=seed)
-    y = frame.pop("y").to_numpy()
-    X = frame.drop(columns="regime").to_numpy()
-    expert = DecisionTreeClassifier(max_depth=8, min_samples_leaf=10)
-    moe = MoEClassifier(
+def _em_clones(cls, expert, n_experts, top_k, max_iter):
+    """Clones of ``expert`` mixed by the in-sample EM: the cost tables
+    measure routing and experts, and under crossfit most clones of a small
+    set end as constant stand-ins."""
+    return cls(
         expert,
         n_experts=n_experts,
         top_k=top_k,
@@ -224,6 +216,14 @@ def _experts_row(n_rows, n_experts, top_k, max_iter, seed=0):
         max_iter=max_iter,
         random_state=0,
     )
+
+
+def _experts_row(n_rows, n_experts, top_k, max_iter, seed=0):
+    frame = datasets.regimes_classification(n_rows=n_rows, seed=seed)
+    y = frame.pop("y").to_numpy()
+    X = frame.drop(columns="regime").to_numpy()
+    expert = DecisionTreeClassifier(max_depth=8, min_samples_leaf=10)
+    moe = _em_clones(MoEClassifier, expert, n_experts, top_k, max_iter)
     fit_s = _quiet_fit(moe, X, y)
     one_s = _quiet_fit(DecisionTreeClassifier(max_depth=8, min_samples_leaf=10), X, y)
     return {

@@ -91,6 +91,20 @@ def rows_by_expert(mask):
     return [np.flatnonzero(column) for column in mask.T]
 
 
+def mask_groups(log_gate, top_k, always_on=None, bias=None):
+    """Each expert's routed rows and their weights, from the mask and the
+    weights of :func:`top_k_mask` and :func:`routed_weights` (the general
+    way of :func:`routed_groups`)."""
+    weights = routed_weights(
+        log_gate, top_k_mask(log_gate, top_k, always_on=always_on, bias=bias)
+    )
+    return [
+        (j, rows, weights[rows, j])
+        for j, rows in enumerate(rows_by_expert(weights > 0))
+        if rows.size
+    ]
+
+
 def routed_groups(log_gate, top_k, always_on=None, bias=None):
     """Each expert's routed rows and their weights, for prediction.
 
@@ -112,14 +126,7 @@ def routed_groups(log_gate, top_k, always_on=None, bias=None):
         in the experts' order.
     """
     if top_k != 1 or always_on is not None:
-        weights = routed_weights(
-            log_gate, top_k_mask(log_gate, top_k, always_on=always_on, bias=bias)
-        )
-        return [
-            (j, rows, weights[rows, j])
-            for j, rows in enumerate(rows_by_expert(weights > 0))
-            if rows.size
-        ]
+        return mask_groups(log_gate, top_k, always_on=always_on, bias=bias)
     scores = log_gate if bias is None else log_gate + bias
     # argmax takes the first largest, as top_k_mask does; a row whose
     # chosen weight is not finite (NaN) is routed nowhere, as there

@@ -9,6 +9,7 @@ from skmoe._routing import (
     expert_capacity,
     groups_of_choice,
     log_softmax_rows,
+    mask_groups,
     routed_groups,
     routed_log_weights,
     routed_weights,
@@ -286,19 +287,6 @@ def test_expert_capacity_is_ceil_of_c_k_n_over_e_and_at_most_n(
 # -- prediction's grouping ----------------------------------------------------
 
 
-def _reference_groups(log_gate, top_k, always_on=None, bias=None):
-    """What prediction grouped before routed_groups: the mask, the weights,
-    each column's rows."""
-    weights = routed_weights(
-        log_gate, top_k_mask(log_gate, top_k, always_on=always_on, bias=bias)
-    )
-    return [
-        (j, rows, weights[rows, j])
-        for j, rows in enumerate(rows_by_expert(weights > 0))
-        if rows.size
-    ]
-
-
 def _assert_same_groups(got, expected):
     assert [j for j, _, _ in got] == [j for j, _, _ in expected]
     for (_, rows, weights), (_, rows_ref, weights_ref) in zip(got, expected):
@@ -324,24 +312,49 @@ nan_rows = pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 
 
 @nan_rows
-@pytest.mark.parametrize("top_k", [1, 2, None])
 @pytest.mark.parametrize("bias", [None, np.array([0.0, 0.3, -0.2, 0.1, 0.0])])
-def test_routed_groups_are_the_mask_and_weights_to_the_bit(top_k, bias):
+def test_top_one_groups_are_the_mask_and_weights_to_the_bit(bias):
+    # the top-1 shortcut against the general way (which top_k 2 and None take)
     _, log_gate = _log_gates_with_edge_rows()
     _assert_same_groups(
-        routed_groups(log_gate, top_k, bias=bias),
-        _reference_groups(log_gate, top_k, bias=bias),
+        routed_groups(log_gate, 1, bias=bias), mask_groups(log_gate, 1, bias=bias)
     )
+
+
+@nan_rows
+@pytest.mark.parametrize("top_k", [2, None])
+def test_mask_groups_hold_each_rows_routed_experts_and_weights(top_k):
+    _, log_gate = _log_gates_with_edge_rows()
+    mask = top_k_mask(log_gate, top_k)
+    weights = routed_weights(log_gate, mask)
+    groups = mask_groups(log_gate, top_k)
+    routed = np.zeros(log_gate.shape, dtype=bool)
+    for j, rows, column in groups:
+        assert rows.size and np.all(np.diff(rows) > 0)
+        routed[rows, j] = True
+        np.testing.assert_array_equal(column, weights[rows, j])
+    # the mask's finite rows, less the NaN row, which is routed nowhere
+    finite = np.isfinite(weights).all(axis=1)
+    np.testing.assert_array_equal(routed[finite], mask[finite])
+    assert not routed[~finite].any()
 
 
 @nan_rows
 def test_routed_groups_with_an_always_on_expert():
     _, log_gate = _log_gates_with_edge_rows()
     log_gate[:, 4] = np.log(0.1)  # the shared column is never dropped
-    _assert_same_groups(
-        routed_groups(log_gate, 1, always_on=4),
-        _reference_groups(log_gate, 1, always_on=4),
-    )
+    groups = {j: (rows, w) for j, rows, w in routed_groups(log_gate, 1, always_on=4)}
+    finite = np.flatnonzero(np.isfinite(log_gate).all(axis=1))
+    # the shared expert holds every row (the NaN row too: its own column is
+    # finite), and each finite row one other expert
+    np.testing.assert_array_equal(groups[4][0], np.arange(len(log_gate)))
+    others = np.concatenate([rows for j, (rows, _) in groups.items() if j != 4])
+    np.testing.assert_array_equal(np.sort(others), finite)
+    # each row's two weights sum to one
+    total = np.zeros(len(log_gate))
+    for rows, w in groups.values():
+        total[rows] += w
+    np.testing.assert_allclose(total[finite], 1.0)
 
 
 @nan_rows
